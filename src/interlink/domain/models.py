@@ -1,0 +1,86 @@
+"""The entities of the domain language, as immutable records."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from interlink.domain.retry import RetryPolicy
+
+
+class Tenant(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    created_at: float
+
+
+class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where a source's payloads keep the partner's event id, type, ordering key and data.
+
+    ``id_from`` is ``header:<name>`` or ``json:<dotted.path>``; when the partner sends no id, the
+    idempotency key falls back to a hash of the body.
+    """
+
+    id_from: str = "header:webhook-id"
+    type_path: str = "type"
+    key_path: str | None = None
+    data_path: str | None = "data"
+    default_type: str | None = None
+
+
+class Source(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    name: str
+    verifier: str  # "standard_webhooks" | "hmac" | "none"
+    verifier_config: dict[str, object]
+    secrets: tuple[str, ...]
+    envelope: Envelope
+    max_body_bytes: int
+    tolerance_seconds: int
+    created_at: float
+
+
+class EndpointStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+class Endpoint(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    url: str
+    description: str
+    secret: str
+    status: EndpointStatus
+    disabled_reason: str | None
+    retry: RetryPolicy
+    timeout_seconds: float
+    created_at: float
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    endpoint_id: str
+    event_types: tuple[str, ...]
+    created_at: float
+
+
+class Event(msgspec.Struct, frozen=True):
+    """An immutable fact received from a partner; ``seq`` is its position in the log."""
+
+    id: str
+    tenant_id: str
+    source_id: str
+    idempotency_key: str
+    type: str
+    key: str | None
+    received_at: float
+    occurred_at: float | None
+    data: bytes  # JSON of the event's data, as delivered
+    raw: bytes  # the body as received, kept for audit and replay
+    headers: dict[str, str]
+    seq: int = 0

@@ -1,0 +1,62 @@
+"""Event-type patterns of subscriptions: ``booking.created``, ``booking.*``, ``*``.
+
+A ``*`` segment matches exactly one dot-separated segment, except as the last segment where
+it matches one or more (so ``booking.*`` matches ``booking.created`` and ``booking.fee.added``);
+a lone ``*`` matches every type.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class InvalidPattern(ValueError):
+    pass
+
+
+def validate_pattern(pattern: str) -> str:
+    if not pattern:
+        raise InvalidPattern("an event-type pattern may not be empty")
+    for segment in pattern.split("."):
+        if segment != "*" and not _SEGMENT.match(segment):
+            raise InvalidPattern(
+                f"invalid segment {segment!r} in pattern {pattern!r}: "
+                "use letters, digits, '_', '-' or a lone '*'"
+            )
+    return pattern
+
+
+def validate_event_type(event_type: str) -> str:
+    if not event_type or len(event_type) > 200:
+        raise InvalidPattern("an event type must have 1 to 200 characters")
+    for segment in event_type.split("."):
+        if not _SEGMENT.match(segment):
+            raise InvalidPattern(
+                f"invalid event type {event_type!r}: dot-separated segments of letters, "
+                "digits, '_' or '-'"
+            )
+    return event_type
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    if pattern == "*":
+        return True
+    want = pattern.split(".")
+    have = event_type.split(".")
+    for i, segment in enumerate(want):
+        last = i == len(want) - 1
+        if i >= len(have):
+            return False
+        if segment == "*":
+            if last:
+                return True
+            continue
+        if segment != have[i]:
+            return False
+    return len(have) == len(want)
+
+
+def matches_any(patterns: list[str] | tuple[str, ...], event_type: str) -> bool:
+    return any(matches(p, event_type) for p in patterns)
