@@ -1,0 +1,450 @@
+"""Deliveries and their attempts: created by the router, claimed and settled by the dispatcher.
+
+A claimed delivery's ``next_attempt_at`` is its lease expiry, so a delivery held by a process
+that died becomes due again on its own; results are written only while the lease still holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from interlink.domain.delivery import AttemptResult, Decision, DeliveryStatus
+from interlink.domain.ids import new_id
+from interlink.domain.models import EndpointStatus
+from interlink.storage.database import Database
+from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.tables import attempts, cursors, deliveries, endpoints, events
+
+# Statuses the dispatcher picks up once ``next_attempt_at`` has passed.
+_DUE = (DeliveryStatus.PENDING, DeliveryStatus.SCHEDULED, DeliveryStatus.IN_FLIGHT)
+_ERROR_CHARS = 500
+
+
+class NewDelivery(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    event_id: str
+    event_seq: int
+    endpoint_id: str
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """A delivery leased to this process, with what it takes to send it."""
+
+    delivery_id: str
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    attempt_count: int
+    lease_until: float
+    event_type: str
+    event_data: bytes
+    received_at: float
+    url: str
+    secret: str
+    timeout_seconds: float
+    retry_schedule: tuple[float, ...]
+
+
+class Settled(msgspec.Struct, frozen=True):
+    claimed: Claimed
+    started_at: float
+    result: AttemptResult
+    decision: Decision
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    status: str
+    attempt_count: int
+    next_attempt_at: float | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+
+class Attempt(msgspec.Struct, frozen=True):
+    id: str
+    delivery_id: str
+    number: int
+    started_at: float
+    latency_ms: float
+    outcome: str
+    status_code: int | None
+    error: str | None
+    response_excerpt: str | None
+
+
+class DeliveryFilter(msgspec.Struct, frozen=True):
+    status: str | None = None
+    endpoint_id: str | None = None
+    event_id: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+
+
+class RetryRefused(Exception):
+    """The delivery is being sent right now; a second send would race it."""
+
+
+def _delivery(row: Any) -> Delivery:
+    status = row.status
+    next_at = row.next_attempt_at if status in ("pending", "scheduled") else None
+    return Delivery(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        event_id=row.event_id,
+        endpoint_id=row.endpoint_id,
+        status=status,
+        attempt_count=row.attempt_count,
+        next_attempt_at=next_at,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class Deliveries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        dialect = sqlite if db.is_sqlite else postgresql
+        self._insert = dialect.insert(deliveries).on_conflict_do_nothing(
+            index_elements=["event_id", "endpoint_id"]
+        )
+        self._dialect = dialect
+
+    # router ------------------------------------------------------------------------------------
+
+    async def route(self, batch: Sequence[NewDelivery], cursor: str, position: int) -> None:
+        """Creates a batch of deliveries and moves the router's cursor, atomically."""
+        now = time.time()
+        async with self.db.write() as conn:
+            if batch:
+                await conn.execute(
+                    self._insert,
+                    [
+                        {
+                            "id": d.id,
+                            "tenant_id": d.tenant_id,
+                            "event_id": d.event_id,
+                            "event_seq": d.event_seq,
+                            "endpoint_id": d.endpoint_id,
+                            "status": DeliveryStatus.PENDING.value,
+                            "attempt_count": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for d in batch
+                    ],
+                )
+            upsert = self._dialect.insert(cursors).values(name=cursor, position=position)
+            await conn.execute(
+                upsert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
+            )
+
+    # dispatcher --------------------------------------------------------------------------------
+
+    def _due(self, now: float) -> sa.Select[Any]:
+        return (
+            sa.select(deliveries.c.id)
+            .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+            .where(
+                deliveries.c.status.in_([s.value for s in _DUE]),
+                deliveries.c.next_attempt_at <= now,
+                endpoints.c.status == EndpointStatus.ACTIVE.value,
+                endpoints.c.deleted_at.is_(None),
+            )
+        )
+
+    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
+        lease_until = now + lease_seconds
+        pick = self._due(now).order_by(deliveries.c.next_attempt_at).limit(limit)
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(of=deliveries, skip_locked=True)
+        async with self.db.write() as conn:
+            ids = [r.id for r in await conn.execute(pick)]
+            if not ids:
+                return []
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(ids))
+                .values(
+                    status=DeliveryStatus.IN_FLIGHT.value,
+                    next_attempt_at=lease_until,
+                    lease_until=lease_until,
+                    updated_at=now,
+                )
+            )
+            rows = await conn.execute(
+                sa.select(
+                    deliveries.c.id,
+                    deliveries.c.tenant_id,
+                    deliveries.c.event_id,
+                    deliveries.c.endpoint_id,
+                    deliveries.c.attempt_count,
+                    events.c.type,
+                    events.c.data,
+                    events.c.received_at,
+                    endpoints.c.url,
+                    endpoints.c.secret,
+                    endpoints.c.timeout_seconds,
+                    endpoints.c.retry_schedule,
+                )
+                .join(events, events.c.id == deliveries.c.event_id)
+                .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+                .where(deliveries.c.id.in_(ids))
+            )
+            return [
+                Claimed(
+                    delivery_id=r.id,
+                    tenant_id=r.tenant_id,
+                    event_id=r.event_id,
+                    endpoint_id=r.endpoint_id,
+                    attempt_count=r.attempt_count,
+                    lease_until=lease_until,
+                    event_type=r.type,
+                    event_data=bytes(r.data),
+                    received_at=r.received_at,
+                    url=r.url,
+                    secret=r.secret,
+                    timeout_seconds=r.timeout_seconds,
+                    retry_schedule=tuple(r.retry_schedule),
+                )
+                for r in rows
+            ]
+
+    async def settle(self, batch: Sequence[Settled]) -> None:
+        """Writes a batch of attempts and the deliveries' new states in one transaction."""
+        if not batch:
+            return
+        now = time.time()
+        attempt_rows = []
+        delivery_rows = []
+        gone: set[tuple[str, str]] = set()
+        for s in batch:
+            c, r, d = s.claimed, s.result, s.decision
+            error = r.error[:_ERROR_CHARS] if r.error else None
+            attempt_rows.append(
+                {
+                    "id": new_id("attempt"),
+                    "tenant_id": c.tenant_id,
+                    "delivery_id": c.delivery_id,
+                    "number": d.attempt_count,
+                    "started_at": s.started_at,
+                    "latency_ms": r.latency_ms,
+                    "outcome": r.outcome.value,
+                    "status_code": r.status_code,
+                    "error": error,
+                    "response_excerpt": r.response_excerpt,
+                }
+            )
+            delivery_rows.append(
+                {
+                    "b_id": c.delivery_id,
+                    "b_lease": c.lease_until,
+                    "status": d.status.value,
+                    "attempt_count": d.attempt_count,
+                    "next_attempt_at": (
+                        now + d.next_attempt_in if d.next_attempt_in is not None else None
+                    ),
+                    "last_status_code": r.status_code,
+                    "last_error": error,
+                    "updated_at": now,
+                }
+            )
+            if d.disable_endpoint:
+                gone.add((c.tenant_id, c.endpoint_id))
+        async with self.db.write() as conn:
+            await conn.execute(attempts.insert(), attempt_rows)
+            # Only while our lease holds: a delivery retaken after a lapse is the new holder's.
+            await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id == sa.bindparam("b_id"),
+                    deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
+                    deliveries.c.lease_until == sa.bindparam("b_lease"),
+                )
+                .values(
+                    status=sa.bindparam("status"),
+                    attempt_count=sa.bindparam("attempt_count"),
+                    next_attempt_at=sa.bindparam("next_attempt_at"),
+                    lease_until=None,
+                    last_status_code=sa.bindparam("last_status_code"),
+                    last_error=sa.bindparam("last_error"),
+                    updated_at=sa.bindparam("updated_at"),
+                ),
+                delivery_rows,
+            )
+            for tenant_id, endpoint_id in gone:
+                await conn.execute(
+                    endpoints.update()
+                    .where(endpoints.c.id == endpoint_id, endpoints.c.tenant_id == tenant_id)
+                    .values(
+                        status=EndpointStatus.DISABLED.value,
+                        disabled_reason="the receiver answered 410 Gone",
+                        updated_at=now,
+                    )
+                )
+
+    async def release_all_leases(self, now: float) -> int:
+        """At start-up of the only process on the database: what it held is due now."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.status == DeliveryStatus.IN_FLIGHT.value)
+                .values(next_attempt_at=now, lease_until=None)
+            )
+        return int(result.rowcount)
+
+    async def next_due_at(self) -> float | None:
+        query = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.id.in_(self._due(float("inf")).scalar_subquery())
+        )
+        async with self.db.read() as conn:
+            value = (await conn.execute(query)).scalar()
+        return None if value is None else float(value)
+
+    # management --------------------------------------------------------------------------------
+
+    async def get(self, tenant_id: str, delivery_id: str) -> Delivery | None:
+        query = deliveries.select().where(
+            deliveries.c.id == delivery_id, deliveries.c.tenant_id == tenant_id
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _delivery(row)
+
+    async def find(
+        self, tenant_id: str, where: DeliveryFilter, page: Page
+    ) -> tuple[list[Delivery], str | None]:
+        query = deliveries.select().where(deliveries.c.tenant_id == tenant_id)
+        if where.status:
+            query = query.where(deliveries.c.status == where.status)
+        if where.endpoint_id:
+            query = query.where(deliveries.c.endpoint_id == where.endpoint_id)
+        if where.event_id:
+            query = query.where(deliveries.c.event_id == where.event_id)
+        if where.created_after is not None:
+            query = query.where(deliveries.c.created_at >= where.created_after)
+        if where.created_before is not None:
+            query = query.where(deliveries.c.created_at < where.created_before)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(paginate(query, deliveries.c.id, page))).all()
+        items = [_delivery(r) for r in rows[: page.limit]]
+        return items, next_cursor(rows, page, items[-1].id if items else None)
+
+    async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
+        query = (
+            attempts.select()
+            .where(attempts.c.delivery_id == delivery_id, attempts.c.tenant_id == tenant_id)
+            .order_by(attempts.c.number)
+        )
+        async with self.db.read() as conn:
+            return [
+                Attempt(
+                    id=r.id,
+                    delivery_id=r.delivery_id,
+                    number=r.number,
+                    started_at=r.started_at,
+                    latency_ms=r.latency_ms,
+                    outcome=r.outcome,
+                    status_code=r.status_code,
+                    error=r.error,
+                    response_excerpt=r.response_excerpt,
+                )
+                for r in await conn.execute(query)
+            ]
+
+    async def retry(self, tenant_id: str, delivery_id: str) -> Delivery | None:
+        """Sends the delivery again now, whatever its state, unless it is in flight."""
+        now = time.time()
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    deliveries.select().where(
+                        deliveries.c.id == delivery_id, deliveries.c.tenant_id == tenant_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            if row.status == DeliveryStatus.IN_FLIGHT.value:
+                raise RetryRefused("the delivery is being sent right now")
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, updated_at=now)
+            )
+        return await self.get(tenant_id, delivery_id)
+
+    async def replay(
+        self, tenant_id: str, event_id: str, event_seq: int, endpoint_ids: Sequence[str]
+    ) -> int:
+        """Sends an event again to these endpoints: existing deliveries are redriven in place
+        (same ``webhook-id``), missing ones created. Returns how many were queued."""
+        now = time.time()
+        async with self.db.write() as conn:
+            await conn.execute(
+                self._insert,
+                [
+                    {
+                        "id": new_id("delivery"),
+                        "tenant_id": tenant_id,
+                        "event_id": event_id,
+                        "event_seq": event_seq,
+                        "endpoint_id": endpoint_id,
+                        "status": DeliveryStatus.PENDING.value,
+                        "attempt_count": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for endpoint_id in endpoint_ids
+                ],
+            )
+            result = await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.tenant_id == tenant_id,
+                    deliveries.c.event_id == event_id,
+                    deliveries.c.endpoint_id.in_(list(endpoint_ids)),
+                    deliveries.c.status != DeliveryStatus.IN_FLIGHT.value,
+                )
+                .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, updated_at=now)
+            )
+        return int(result.rowcount)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries by endpoint and status (for the demo display and health)."""
+        query = sa.select(deliveries.c.endpoint_id, deliveries.c.status, sa.func.count()).group_by(
+            deliveries.c.endpoint_id, deliveries.c.status
+        )
+        out: dict[str, dict[str, int]] = {}
+        async with self.db.read() as conn:
+            for endpoint_id, status, n in await conn.execute(query):
+                out.setdefault(endpoint_id, {})[status] = int(n)
+        return out
+
+    async def attempt_counts(self) -> dict[str, dict[str, int]]:
+        query = (
+            sa.select(deliveries.c.endpoint_id, attempts.c.outcome, sa.func.count())
+            .join(deliveries, deliveries.c.id == attempts.c.delivery_id)
+            .group_by(deliveries.c.endpoint_id, attempts.c.outcome)
+        )
+        out: dict[str, dict[str, int]] = {}
+        async with self.db.read() as conn:
+            for endpoint_id, outcome, n in await conn.execute(query):
+                out.setdefault(endpoint_id, {})[outcome] = int(n)
+        return out

@@ -1,0 +1,131 @@
+"""The event log on the database: an append-only table whose ``seq`` is the log position.
+
+Appends are idempotent on (source, partner event id): a duplicate returns the id of the event
+first stored under that key and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from interlink.domain.models import Event
+from interlink.storage.database import Database
+from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.tables import cursors, events
+
+
+class Appended(msgspec.Struct, frozen=True):
+    event_id: str
+    duplicate: bool
+
+
+class EventFilter(msgspec.Struct, frozen=True):
+    type: str | None = None
+    source_id: str | None = None
+    received_after: float | None = None
+    received_before: float | None = None
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        source_id=row.source_id,
+        idempotency_key=row.idempotency_key,
+        type=row.type,
+        key=row.key,
+        received_at=row.received_at,
+        occurred_at=row.occurred_at,
+        data=bytes(row.data),
+        raw=bytes(row.raw),
+        headers=dict(row.headers),
+        seq=row.seq,
+    )
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        dialect = sqlite if db.is_sqlite else postgresql
+        self._insert = dialect.insert(events).on_conflict_do_nothing(
+            index_elements=["source_id", "idempotency_key"]
+        )
+
+    async def append(self, batch: Sequence[Event]) -> list[Appended]:
+        """Stores a batch in one transaction (group commit); durable when this returns."""
+        rows = [
+            {
+                "id": e.id,
+                "tenant_id": e.tenant_id,
+                "source_id": e.source_id,
+                "idempotency_key": e.idempotency_key,
+                "type": e.type,
+                "key": e.key,
+                "received_at": e.received_at,
+                "occurred_at": e.occurred_at,
+                "data": e.data,
+                "raw": e.raw,
+                "headers": e.headers,
+            }
+            for e in batch
+        ]
+        wanted = {(e.source_id, e.idempotency_key) for e in batch}
+        async with self.db.write() as conn:
+            await conn.execute(self._insert, rows)
+            stored = await conn.execute(
+                sa.select(events.c.source_id, events.c.idempotency_key, events.c.id).where(
+                    sa.tuple_(events.c.source_id, events.c.idempotency_key).in_(list(wanted))
+                )
+            )
+            ids = {(r.source_id, r.idempotency_key): r.id for r in stored}
+        out = []
+        for e in batch:
+            stored_id = ids[(e.source_id, e.idempotency_key)]
+            out.append(Appended(stored_id, duplicate=stored_id != e.id))
+        return out
+
+    async def read_after(self, position: int, limit: int) -> list[Event]:
+        query = events.select().where(events.c.seq > position).order_by(events.c.seq).limit(limit)
+        async with self.db.read() as conn:
+            return [_event(r) for r in await conn.execute(query)]
+
+    async def position(self, name: str) -> int:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(sa.select(cursors.c.position).where(cursors.c.name == name))
+            ).first()
+        return 0 if row is None else int(row.position)
+
+    async def get(self, tenant_id: str, event_id: str) -> Event | None:
+        query = events.select().where(events.c.id == event_id, events.c.tenant_id == tenant_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _event(row)
+
+    async def find(
+        self, tenant_id: str, where: EventFilter, page: Page
+    ) -> tuple[list[Event], str | None]:
+        query = events.select().where(events.c.tenant_id == tenant_id)
+        if where.type:
+            query = query.where(events.c.type == where.type)
+        if where.source_id:
+            query = query.where(events.c.source_id == where.source_id)
+        if where.received_after is not None:
+            query = query.where(events.c.received_at >= where.received_after)
+        if where.received_before is not None:
+            query = query.where(events.c.received_at < where.received_before)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(paginate(query, events.c.id, page))).all()
+        items = [_event(r) for r in rows[: page.limit]]
+        return items, next_cursor(rows, page, items[-1].id if items else None)
+
+    async def count(self) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar_one()
+            )

@@ -1,0 +1,351 @@
+"""Tenants, API keys, sources, endpoints and subscriptions: the configuration a tenant manages.
+
+Every tenant-scoped query takes the tenant id and filters by it: an id of another tenant's
+resource is simply not found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from interlink.domain.ids import new_id, new_secret
+from interlink.domain.models import (
+    Endpoint,
+    EndpointStatus,
+    Envelope,
+    Source,
+    Subscription,
+    Tenant,
+)
+from interlink.domain.retry import RetryPolicy
+from interlink.storage.database import Database
+from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.tables import api_keys, endpoints, sources, subscriptions, tenants
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _source(row: Any) -> Source:
+    return Source(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        verifier=row.verifier,
+        verifier_config=dict(row.verifier_config),
+        secrets=tuple(row.secrets),
+        envelope=msgspec.convert(row.envelope, Envelope),
+        max_body_bytes=row.max_body_bytes,
+        tolerance_seconds=row.tolerance_seconds,
+        created_at=row.created_at,
+    )
+
+
+def _endpoint(row: Any) -> Endpoint:
+    return Endpoint(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        url=row.url,
+        description=row.description,
+        secret=row.secret,
+        status=EndpointStatus(row.status),
+        disabled_reason=row.disabled_reason,
+        retry=RetryPolicy(schedule=tuple(row.retry_schedule)),
+        timeout_seconds=row.timeout_seconds,
+        created_at=row.created_at,
+    )
+
+
+def _subscription(row: Any) -> Subscription:
+    return Subscription(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        endpoint_id=row.endpoint_id,
+        event_types=tuple(row.event_types),
+        created_at=row.created_at,
+    )
+
+
+class Management:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # tenants and keys --------------------------------------------------------------------------
+
+    async def create_tenant(self, name: str) -> tuple[Tenant, str]:
+        """The tenant and its first API key, in plaintext this once."""
+        tenant = Tenant(id=new_id("tenant"), name=name, created_at=time.time())
+        async with self.db.write() as conn:
+            await conn.execute(tenants.insert().values(msgspec.structs.asdict(tenant)))
+            key = await self._insert_key(conn, tenant.id)
+        return tenant, key
+
+    async def create_api_key(self, tenant_id: str) -> str:
+        async with self.db.write() as conn:
+            return await self._insert_key(conn, tenant_id)
+
+    async def _insert_key(self, conn: Any, tenant_id: str) -> str:
+        plaintext = new_secret("ik_", 32)
+        await conn.execute(
+            api_keys.insert().values(
+                id=new_id("api_key"),
+                tenant_id=tenant_id,
+                key_hash=hash_key(plaintext),
+                prefix=plaintext[:10],
+                created_at=time.time(),
+            )
+        )
+        return plaintext
+
+    async def tenant_for_key(self, plaintext: str) -> str | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(api_keys.c.tenant_id).where(
+                        api_keys.c.key_hash == hash_key(plaintext),
+                        api_keys.c.revoked_at.is_(None),
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.tenant_id)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(tenants.select().where(tenants.c.id == tenant_id))).first()
+        return None if row is None else Tenant(row.id, row.name, row.created_at)
+
+    async def list_tenants(self, page: Page) -> tuple[list[Tenant], str | None]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(paginate(tenants.select(), tenants.c.id, page))).all()
+        items = [Tenant(r.id, r.name, r.created_at) for r in rows[: page.limit]]
+        return items, next_cursor(rows, page, items[-1].id if items else None)
+
+    # sources -----------------------------------------------------------------------------------
+
+    async def create_source(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        verifier: str,
+        verifier_config: Mapping[str, object],
+        secrets: Sequence[str],
+        envelope: Envelope,
+        max_body_bytes: int,
+        tolerance_seconds: int,
+    ) -> Source:
+        source = Source(
+            id=new_id("source"),
+            tenant_id=tenant_id,
+            name=name,
+            verifier=verifier,
+            verifier_config=dict(verifier_config),
+            secrets=tuple(secrets),
+            envelope=envelope,
+            max_body_bytes=max_body_bytes,
+            tolerance_seconds=tolerance_seconds,
+            created_at=time.time(),
+        )
+        values = msgspec.structs.asdict(source)
+        values["envelope"] = msgspec.to_builtins(envelope)
+        values["secrets"] = list(source.secrets)
+        async with self.db.write() as conn:
+            await conn.execute(sources.insert().values(values))
+        return source
+
+    async def get_source(self, source_id: str, tenant_id: str | None = None) -> Source | None:
+        """By id alone for ingress (the URL names the source); by tenant for the API."""
+        query = sources.select().where(sources.c.id == source_id, sources.c.deleted_at.is_(None))
+        if tenant_id is not None:
+            query = query.where(sources.c.tenant_id == tenant_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _source(row)
+
+    async def list_sources(self, tenant_id: str, page: Page) -> tuple[list[Source], str | None]:
+        query = sources.select().where(
+            sources.c.tenant_id == tenant_id, sources.c.deleted_at.is_(None)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(paginate(query, sources.c.id, page))).all()
+        items = [_source(r) for r in rows[: page.limit]]
+        return items, next_cursor(rows, page, items[-1].id if items else None)
+
+    async def delete_source(self, tenant_id: str, source_id: str) -> bool:
+        return await self._soft_delete(sources, tenant_id, source_id)
+
+    # endpoints ---------------------------------------------------------------------------------
+
+    async def create_endpoint(
+        self,
+        tenant_id: str,
+        *,
+        url: str,
+        description: str,
+        secret: str,
+        retry: RetryPolicy,
+        timeout_seconds: float,
+        status: EndpointStatus = EndpointStatus.ACTIVE,
+    ) -> Endpoint:
+        now = time.time()
+        endpoint = Endpoint(
+            id=new_id("endpoint"),
+            tenant_id=tenant_id,
+            url=url,
+            description=description,
+            secret=secret,
+            status=status,
+            disabled_reason=None,
+            retry=retry,
+            timeout_seconds=timeout_seconds,
+            created_at=now,
+        )
+        async with self.db.write() as conn:
+            await conn.execute(
+                endpoints.insert().values(
+                    id=endpoint.id,
+                    tenant_id=tenant_id,
+                    url=url,
+                    description=description,
+                    secret=secret,
+                    status=status.value,
+                    retry_schedule=list(retry.schedule),
+                    timeout_seconds=timeout_seconds,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return endpoint
+
+    async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint | None:
+        query = endpoints.select().where(
+            endpoints.c.id == endpoint_id,
+            endpoints.c.tenant_id == tenant_id,
+            endpoints.c.deleted_at.is_(None),
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _endpoint(row)
+
+    async def list_endpoints(self, tenant_id: str, page: Page) -> tuple[list[Endpoint], str | None]:
+        query = endpoints.select().where(
+            endpoints.c.tenant_id == tenant_id, endpoints.c.deleted_at.is_(None)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(paginate(query, endpoints.c.id, page))).all()
+        items = [_endpoint(r) for r in rows[: page.limit]]
+        return items, next_cursor(rows, page, items[-1].id if items else None)
+
+    async def update_endpoint(
+        self, tenant_id: str, endpoint_id: str, changes: Mapping[str, Any]
+    ) -> Endpoint | None:
+        values: dict[str, Any] = {"updated_at": time.time()}
+        for name in ("url", "description", "timeout_seconds"):
+            if name in changes:
+                values[name] = changes[name]
+        if "retry" in changes:
+            values["retry_schedule"] = list(changes["retry"].schedule)
+        if "status" in changes:
+            values["status"] = EndpointStatus(changes["status"]).value
+            values["disabled_reason"] = changes.get("disabled_reason")
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                endpoints.update()
+                .where(
+                    endpoints.c.id == endpoint_id,
+                    endpoints.c.tenant_id == tenant_id,
+                    endpoints.c.deleted_at.is_(None),
+                )
+                .values(values)
+            )
+        if result.rowcount == 0:
+            return None
+        return await self.get_endpoint(tenant_id, endpoint_id)
+
+    async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
+        return await self._soft_delete(endpoints, tenant_id, endpoint_id)
+
+    # subscriptions -----------------------------------------------------------------------------
+
+    async def create_subscription(
+        self, tenant_id: str, endpoint_id: str, event_types: Sequence[str]
+    ) -> Subscription:
+        subscription = Subscription(
+            id=new_id("subscription"),
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            event_types=tuple(event_types),
+            created_at=time.time(),
+        )
+        async with self.db.write() as conn:
+            await conn.execute(
+                subscriptions.insert().values(
+                    id=subscription.id,
+                    tenant_id=tenant_id,
+                    endpoint_id=endpoint_id,
+                    event_types=list(event_types),
+                    created_at=subscription.created_at,
+                )
+            )
+        return subscription
+
+    async def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        query = subscriptions.select().where(
+            subscriptions.c.id == subscription_id,
+            subscriptions.c.tenant_id == tenant_id,
+            subscriptions.c.deleted_at.is_(None),
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _subscription(row)
+
+    async def list_subscriptions(
+        self, tenant_id: str, page: Page, endpoint_id: str | None = None
+    ) -> tuple[list[Subscription], str | None]:
+        query = subscriptions.select().where(
+            subscriptions.c.tenant_id == tenant_id, subscriptions.c.deleted_at.is_(None)
+        )
+        if endpoint_id:
+            query = query.where(subscriptions.c.endpoint_id == endpoint_id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(paginate(query, subscriptions.c.id, page))).all()
+        items = [_subscription(r) for r in rows[: page.limit]]
+        return items, next_cursor(rows, page, items[-1].id if items else None)
+
+    async def subscriptions_for(self, tenant_ids: Sequence[str]) -> list[Subscription]:
+        """Live subscriptions of these tenants whose endpoint still exists (for the router)."""
+        query = (
+            subscriptions.select()
+            .join(endpoints, endpoints.c.id == subscriptions.c.endpoint_id)
+            .where(
+                subscriptions.c.tenant_id.in_(list(tenant_ids)),
+                subscriptions.c.deleted_at.is_(None),
+                endpoints.c.deleted_at.is_(None),
+            )
+        )
+        async with self.db.read() as conn:
+            return [_subscription(r) for r in await conn.execute(query)]
+
+    async def delete_subscription(self, tenant_id: str, subscription_id: str) -> bool:
+        return await self._soft_delete(subscriptions, tenant_id, subscription_id)
+
+    async def _soft_delete(self, table: sa.Table, tenant_id: str, row_id: str) -> bool:
+        # Soft, so events and deliveries that name the row keep their history.
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                table.update()
+                .where(
+                    table.c.id == row_id,
+                    table.c.tenant_id == tenant_id,
+                    table.c.deleted_at.is_(None),
+                )
+                .values(deleted_at=time.time())
+            )
+        return bool(result.rowcount)

@@ -1,0 +1,144 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; this names it for queries.
+
+Times are epoch seconds (double precision): one representation on every backend, cheap to
+compare in the dispatcher's claim query.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Time = sa.Float(precision=53)
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("revoked_at", Time),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("verifier", sa.String(40), nullable=False),
+    sa.Column("verifier_config", sa.JSON, nullable=False),
+    sa.Column("secrets", sa.JSON, nullable=False),
+    sa.Column("envelope", sa.JSON, nullable=False),
+    sa.Column("max_body_bytes", sa.Integer, nullable=False),
+    sa.Column("tolerance_seconds", sa.Integer, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("deleted_at", Time),
+    sa.Index("ix_sources_tenant", "tenant_id", "id"),
+)
+
+endpoints = sa.Table(
+    "endpoints",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("disabled_reason", sa.String(500)),
+    sa.Column("retry_schedule", sa.JSON, nullable=False),
+    sa.Column("timeout_seconds", sa.Float, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("deleted_at", Time),
+    sa.Index("ix_endpoints_tenant", "tenant_id", "id"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), sa.ForeignKey("endpoints.id"), nullable=False),
+    sa.Column("event_types", sa.JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("deleted_at", Time),
+    sa.Index("ix_subscriptions_tenant", "tenant_id", "id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    # The log position: dense, monotonic, what the router's cursor points at.
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("idempotency_key", sa.String(300), nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(300)),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("occurred_at", Time),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.UniqueConstraint("source_id", "idempotency_key", name="uq_events_source_idempotency"),
+    sa.Index("ix_events_tenant_id", "tenant_id", "id"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_seq", sa.BigInteger, nullable=False),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt_count", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", Time),
+    sa.Column("lease_until", Time),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_deliveries_endpoint", "endpoint_id", "status"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("delivery_id", sa.String(40), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.String(500)),
+    sa.Column("response_excerpt", sa.Text),
+    sa.Index("ix_attempts_delivery", "delivery_id", "number"),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
