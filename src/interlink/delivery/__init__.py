@@ -1,0 +1,1 @@
+"""Outbound delivery: signing and sending events to subscriber endpoints, with retries."""
