@@ -1,0 +1,1 @@
+"""Inbound webhooks: receiving partner requests, verifying their signatures and accepting them."""
