@@ -1,0 +1,1 @@
+"""The management REST API (Litestar, OpenAPI 3.1)."""

@@ -1,0 +1,254 @@
+"""Tenants, sources, endpoints and subscriptions: what a tenant configures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from litestar.exceptions import NotFoundException, ValidationException
+
+from interlink.api.auth import Principal, require_admin, require_tenant
+from interlink.api.context import ApiContext
+from interlink.api.params import page
+from interlink.api.schemas import (
+    ApiKeyCreated,
+    EndpointCreated,
+    EndpointIn,
+    EndpointOut,
+    EndpointPatch,
+    Listing,
+    SourceCreated,
+    SourceIn,
+    SourceOut,
+    SubscriptionIn,
+    SubscriptionOut,
+    TenantCreated,
+    TenantIn,
+    TenantOut,
+)
+from interlink.delivery.outbound_guard import BlockedDestination, check_url
+from interlink.domain.models import EndpointStatus, Envelope
+from interlink.domain.patterns import InvalidPattern, validate_pattern
+from interlink.domain.retry import RetryPolicy
+from interlink.ingress.verifiers import generate_secret, get_verifier, validate_config
+
+
+class TenantController(Controller):
+    path = "/api/v1/tenants"
+    tags = ["tenants"]
+
+    @post("/", summary="Create a tenant and its first API key (admin)")
+    async def create(self, data: TenantIn, principal: Principal, ctx: ApiContext) -> TenantCreated:
+        require_admin(principal)
+        tenant, key = await ctx.management.create_tenant(data.name)
+        return TenantCreated(tenant=TenantOut.of(tenant), api_key=key)
+
+    @get("/", summary="List tenants (admin)")
+    async def list_(
+        self, principal: Principal, ctx: ApiContext, limit: int = 50, cursor: str | None = None
+    ) -> Listing:
+        require_admin(principal)
+        items, nxt = await ctx.management.list_tenants(page(limit, cursor))
+        return Listing([TenantOut.of(t) for t in items], nxt)
+
+    @get("/{tenant_id:str}", summary="Get a tenant")
+    async def get_(self, tenant_id: str, principal: Principal, ctx: ApiContext) -> TenantOut:
+        if not principal.is_admin and principal.tenant_id != tenant_id:
+            raise NotFoundException(f"no tenant '{tenant_id}'")
+        tenant = await ctx.management.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFoundException(f"no tenant '{tenant_id}'")
+        return TenantOut.of(tenant)
+
+    @post("/{tenant_id:str}/keys", summary="Create another API key for a tenant (admin)")
+    async def create_key(
+        self, tenant_id: str, principal: Principal, ctx: ApiContext
+    ) -> ApiKeyCreated:
+        require_admin(principal)
+        if await ctx.management.get_tenant(tenant_id) is None:
+            raise NotFoundException(f"no tenant '{tenant_id}'")
+        return ApiKeyCreated(api_key=await ctx.management.create_api_key(tenant_id))
+
+
+class SourceController(Controller):
+    path = "/api/v1/sources"
+    tags = ["sources"]
+
+    @post("/", summary="Create a source: one inbound URL with its verifier and secrets")
+    async def create(self, data: SourceIn, principal: Principal, ctx: ApiContext) -> SourceCreated:
+        tenant_id = require_tenant(principal)
+        secrets = list(data.secrets)
+        try:
+            get_verifier(data.verifier)
+            if not secrets and data.verifier != "none":
+                secrets = [generate_secret(data.verifier)]
+            config = validate_config(data.verifier, data.verifier_config, secrets)
+        except ValueError as exc:
+            raise ValidationException(str(exc)) from None
+        source = await ctx.management.create_source(
+            tenant_id,
+            name=data.name,
+            verifier=data.verifier,
+            verifier_config=config,
+            secrets=secrets,
+            envelope=data.envelope or Envelope(),
+            max_body_bytes=data.max_body_bytes or ctx.settings.ingest_max_body_bytes,
+            tolerance_seconds=data.tolerance_seconds or ctx.settings.ingest_tolerance_seconds,
+        )
+        return SourceCreated(source=SourceOut.of(source, ctx.settings.public_url), secrets=secrets)
+
+    @get("/", summary="List sources")
+    async def list_(
+        self, principal: Principal, ctx: ApiContext, limit: int = 50, cursor: str | None = None
+    ) -> Listing:
+        tenant_id = require_tenant(principal)
+        items, nxt = await ctx.management.list_sources(tenant_id, page(limit, cursor))
+        return Listing([SourceOut.of(s, ctx.settings.public_url) for s in items], nxt)
+
+    @get("/{source_id:str}", summary="Get a source")
+    async def get_(self, source_id: str, principal: Principal, ctx: ApiContext) -> SourceOut:
+        source = await ctx.management.get_source(source_id, require_tenant(principal))
+        if source is None:
+            raise NotFoundException(f"no source '{source_id}'")
+        return SourceOut.of(source, ctx.settings.public_url)
+
+    @delete("/{source_id:str}", summary="Delete a source (its events are kept)")
+    async def delete_(self, source_id: str, principal: Principal, ctx: ApiContext) -> None:
+        if not await ctx.management.delete_source(require_tenant(principal), source_id):
+            raise NotFoundException(f"no source '{source_id}'")
+
+
+def _check_endpoint_url(url: str, ctx: ApiContext) -> None:
+    try:
+        check_url(url, ctx.outbound)
+    except (BlockedDestination, ValueError) as exc:
+        raise ValidationException(f"url: {exc}") from None
+
+
+def _status(value: str) -> EndpointStatus:
+    try:
+        return EndpointStatus(value)
+    except ValueError:
+        raise ValidationException(
+            f"status must be one of {', '.join(s.value for s in EndpointStatus)}"
+        ) from None
+
+
+class EndpointController(Controller):
+    path = "/api/v1/endpoints"
+    tags = ["endpoints"]
+
+    @post("/", summary="Create an endpoint: a URL that receives signed webhooks")
+    async def create(
+        self, data: EndpointIn, principal: Principal, ctx: ApiContext
+    ) -> EndpointCreated:
+        tenant_id = require_tenant(principal)
+        _check_endpoint_url(data.url, ctx)
+        secret = data.secret or generate_secret("standard_webhooks")
+        try:
+            validate_config("standard_webhooks", {}, [secret])
+        except ValueError as exc:
+            raise ValidationException(f"secret: {exc}") from None
+        endpoint = await ctx.management.create_endpoint(
+            tenant_id,
+            url=data.url,
+            description=data.description,
+            secret=secret,
+            retry=RetryPolicy(schedule=tuple(data.retry_schedule))
+            if data.retry_schedule
+            else RetryPolicy(),
+            timeout_seconds=data.timeout_seconds or ctx.settings.delivery_timeout_seconds,
+            status=_status(data.status),
+        )
+        return EndpointCreated(endpoint=EndpointOut.of(endpoint), secret=secret)
+
+    @get("/", summary="List endpoints")
+    async def list_(
+        self, principal: Principal, ctx: ApiContext, limit: int = 50, cursor: str | None = None
+    ) -> Listing:
+        items, nxt = await ctx.management.list_endpoints(
+            require_tenant(principal), page(limit, cursor)
+        )
+        return Listing([EndpointOut.of(e) for e in items], nxt)
+
+    @get("/{endpoint_id:str}", summary="Get an endpoint")
+    async def get_(self, endpoint_id: str, principal: Principal, ctx: ApiContext) -> EndpointOut:
+        endpoint = await ctx.management.get_endpoint(require_tenant(principal), endpoint_id)
+        if endpoint is None:
+            raise NotFoundException(f"no endpoint '{endpoint_id}'")
+        return EndpointOut.of(endpoint)
+
+    @patch("/{endpoint_id:str}", summary="Change an endpoint: url, status (pause, enable), retries")
+    async def update(
+        self, endpoint_id: str, data: EndpointPatch, principal: Principal, ctx: ApiContext
+    ) -> EndpointOut:
+        tenant_id = require_tenant(principal)
+        changes: dict[str, Any] = {
+            k: v for k, v in msgspec.structs.asdict(data).items() if v is not None
+        }
+        if "url" in changes:
+            _check_endpoint_url(changes["url"], ctx)
+        if "retry_schedule" in changes:
+            changes["retry"] = RetryPolicy(schedule=tuple(changes.pop("retry_schedule")))
+        if "status" in changes:
+            changes["status"] = _status(changes["status"])
+            changes["disabled_reason"] = (
+                "disabled by an operator" if changes["status"] is EndpointStatus.DISABLED else None
+            )
+        endpoint = await ctx.management.update_endpoint(tenant_id, endpoint_id, changes)
+        if endpoint is None:
+            raise NotFoundException(f"no endpoint '{endpoint_id}'")
+        return EndpointOut.of(endpoint)
+
+    @delete("/{endpoint_id:str}", summary="Delete an endpoint (its deliveries are kept)")
+    async def delete_(self, endpoint_id: str, principal: Principal, ctx: ApiContext) -> None:
+        if not await ctx.management.delete_endpoint(require_tenant(principal), endpoint_id):
+            raise NotFoundException(f"no endpoint '{endpoint_id}'")
+
+
+class SubscriptionController(Controller):
+    path = "/api/v1/subscriptions"
+    tags = ["subscriptions"]
+
+    @post("/", summary="Subscribe an endpoint to event types (patterns like 'booking.*' or '*')")
+    async def create(
+        self, data: SubscriptionIn, principal: Principal, ctx: ApiContext
+    ) -> SubscriptionOut:
+        tenant_id = require_tenant(principal)
+        try:
+            patterns = [validate_pattern(p) for p in data.event_types]
+        except InvalidPattern as exc:
+            raise ValidationException(str(exc)) from None
+        if await ctx.management.get_endpoint(tenant_id, data.endpoint_id) is None:
+            raise NotFoundException(f"no endpoint '{data.endpoint_id}'")
+        sub = await ctx.management.create_subscription(tenant_id, data.endpoint_id, patterns)
+        return SubscriptionOut.of(sub)
+
+    @get("/", summary="List subscriptions")
+    async def list_(
+        self,
+        principal: Principal,
+        ctx: ApiContext,
+        limit: int = 50,
+        cursor: str | None = None,
+        endpoint_id: str | None = None,
+    ) -> Listing:
+        items, nxt = await ctx.management.list_subscriptions(
+            require_tenant(principal), page(limit, cursor), endpoint_id
+        )
+        return Listing([SubscriptionOut.of(s) for s in items], nxt)
+
+    @get("/{subscription_id:str}", summary="Get a subscription")
+    async def get_(
+        self, subscription_id: str, principal: Principal, ctx: ApiContext
+    ) -> SubscriptionOut:
+        sub = await ctx.management.get_subscription(require_tenant(principal), subscription_id)
+        if sub is None:
+            raise NotFoundException(f"no subscription '{subscription_id}'")
+        return SubscriptionOut.of(sub)
+
+    @delete("/{subscription_id:str}", summary="Delete a subscription")
+    async def delete_(self, subscription_id: str, principal: Principal, ctx: ApiContext) -> None:
+        if not await ctx.management.delete_subscription(require_tenant(principal), subscription_id):
+            raise NotFoundException(f"no subscription '{subscription_id}'")

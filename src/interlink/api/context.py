@@ -1,0 +1,21 @@
+"""What the API handlers work with, handed to them by dependency injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interlink.config import Settings
+from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.storage.deliveries import Deliveries
+from interlink.storage.event_log import EventLog
+from interlink.storage.management import Management
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    settings: Settings
+    admin_key: str
+    management: Management
+    events: EventLog
+    deliveries: Deliveries
+    outbound: OutboundPolicy

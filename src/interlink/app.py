@@ -1,0 +1,201 @@
+"""Wires adapters into roles and runs them: ingest, router, dispatcher and API in one process.
+
+On SQLite the process holds an exclusive lock on the database's lock file: the embedded default
+is one process, which is what lets it take back at start-up every lease its predecessor held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+import uvicorn
+
+from interlink.api.app import create_api
+from interlink.api.context import ApiContext
+from interlink.config import STATE_DIR, Settings
+from interlink.delivery.dispatcher import Dispatcher
+from interlink.delivery.http_sender import HttpSender
+from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.delivery.signing import signature_headers
+from interlink.ingress.app import IngestApp, SourceCache
+from interlink.ingress.group_commit import GroupCommit
+from interlink.routing.router import Router
+from interlink.storage import migrate
+from interlink.storage.database import Database, sqlite_path
+from interlink.storage.deliveries import Deliveries, Settled
+from interlink.storage.event_log import EventLog
+from interlink.storage.management import Management
+
+log = structlog.get_logger("interlink")
+
+Scope = MutableMapping[str, Any]
+ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class CannotListen(RuntimeError):
+    pass
+
+
+def admin_key(settings: Settings) -> str:
+    """The configured admin key, or one kept in .interlink/admin.key (made on first start)."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = STATE_DIR / "admin.key"
+    if path.exists():
+        return path.read_text().strip()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    key = "ik_admin_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def _lock_sqlite(path: Path) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 - held for the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(
+            f"another Interlink process is running on {path}; the embedded default is one "
+            "process (use PostgreSQL to run several)"
+        ) from None
+    return handle
+
+
+class Interlink:
+    """Every role of Interlink over one database."""
+
+    def __init__(
+        self, settings: Settings, on_settled: Callable[[Settled], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.management = Management(self.db)
+        self.events = EventLog(self.db)
+        self.deliveries = Deliveries(self.db)
+        self.outbound = OutboundPolicy(allow_networks=tuple(settings.outbound_allow_networks))
+        self.sender = HttpSender(self.outbound)
+        self.dispatcher = Dispatcher(
+            self.deliveries,
+            self.sender,
+            signature_headers,
+            concurrency=settings.delivery_concurrency,
+            lease_seconds=settings.delivery_lease_seconds,
+            poll_interval=settings.poll_interval_seconds,
+            on_settled=on_settled,
+        )
+        self.router = Router(
+            self.events,
+            self.management,
+            self.deliveries,
+            poll_interval=settings.poll_interval_seconds,
+            on_routed=self.dispatcher.wake,
+        )
+        self.commit = GroupCommit(self.events, on_commit=self.router.wake)
+        self.ingest = IngestApp(SourceCache(self.management), self.commit)
+        self.api = create_api(
+            ApiContext(
+                settings=settings,
+                admin_key=admin_key(settings),
+                management=self.management,
+                events=self.events,
+                deliveries=self.deliveries,
+                outbound=self.outbound,
+            )
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock: IO[str] | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        # The ingest route skips the framework: it is the hot path.
+        if scope["type"] == "http" and scope["path"].startswith("/in/"):
+            await self.ingest(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)  # type: ignore[arg-type]
+
+    async def start(self) -> None:
+        path = sqlite_path(self.db.url)
+        if path is not None:
+            self._lock = _lock_sqlite(path)
+        await asyncio.to_thread(migrate.upgrade, self.settings.database_url)
+        if path is not None:
+            released = await self.deliveries.release_all_leases(time.time())
+            if released:
+                log.info("dispatcher.resumed_in_flight", count=released)
+        await self.sender.start()
+        self.commit.start()
+        self._tasks = [
+            asyncio.create_task(self.router.run(), name="router"),
+            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+        ]
+
+    async def stop(self) -> None:
+        await self.commit.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sender.close()
+        await self.db.close()
+        if self._lock is not None:
+            self._lock.close()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    on_started: Callable[[Interlink], Awaitable[None]] | None = None,
+    on_settled: Callable[[Settled], None] | None = None,
+) -> None:
+    """Runs every role and the HTTP server until SIGINT/SIGTERM."""
+    system = Interlink(settings, on_settled=on_settled)
+    await system.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            system,
+            host=settings.host,
+            port=settings.port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            loop="none",
+            http="httptools",
+            timeout_keep_alive=30,
+        )
+    )
+    extra: asyncio.Task[None] | None = None
+    try:
+        if on_started is not None:
+
+            async def _after_bind() -> None:
+                while not server.started:
+                    await asyncio.sleep(0.05)
+                await on_started(system)
+
+            extra = asyncio.create_task(_after_bind())
+        await server.serve()
+        if not server.started:
+            raise CannotListen(f"cannot listen on {settings.host}:{settings.port}")
+    finally:
+        if extra is not None:
+            extra.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await extra
+        await system.stop()

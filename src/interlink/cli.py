@@ -1,0 +1,223 @@
+"""``interlink``: run the platform (``up``) and manage it over its API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from interlink import config as config_module
+from interlink.app import AlreadyRunning, CannotListen, serve
+from interlink.config import ConfigError, Settings
+from interlink.observability.logging import configure as configure_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+sources_app = typer.Typer(no_args_is_help=True, help="Inbound URLs partners send webhooks to.")
+endpoints_app = typer.Typer(no_args_is_help=True, help="Destinations that receive webhooks.")
+subs_app = typer.Typer(no_args_is_help=True, help="Which event types go to which endpoint.")
+events_app = typer.Typer(no_args_is_help=True, help="Events received.")
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (admin key).")
+app.add_typer(sources_app, name="sources")
+app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(subs_app, name="subscriptions")
+app.add_typer(events_app, name="events")
+app.add_typer(tenants_app, name="tenants")
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file")]
+
+
+def _settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        return config_module.load(config, **overrides)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        asyncio.run(coro)
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Also run simulated partners and receivers")] = False,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    database_url: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run every role in one process (ingest, router, dispatcher, API)."""
+    settings = _settings(config, host=host, port=port, database_url=database_url)
+    try:
+        if demo:
+            from interlink.demo.runner import run_demo
+
+            _run(run_demo(settings))
+        else:
+            configure_logging(settings.log_format, settings.log_level)
+            typer.echo(f"Interlink on {settings.public_url} (API docs: {settings.public_url}/docs)")
+            _run(serve(settings))
+    except (AlreadyRunning, CannotListen) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+# API client commands --------------------------------------------------------------------------
+
+
+def _client(config: str | None, admin: bool = False) -> httpx.Client:
+    settings = _settings(config)
+    base = os.environ.get("INTERLINK_API_URL", settings.public_url)
+    key = os.environ.get("INTERLINK_API_KEY")
+    if admin:
+        from interlink.app import admin_key
+
+        key = os.environ.get("INTERLINK_ADMIN_KEY") or admin_key(settings)
+    if not key:
+        typer.secho("set INTERLINK_API_KEY to a tenant's API key", fg="red", err=True)
+        raise typer.Exit(2)
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=15)
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.secho(f"cannot reach Interlink at {client.base_url}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+            detail = body.get("detail") or body.get("title")
+        except ValueError:
+            detail = response.text[:200]
+        typer.secho(f"{response.status_code}: {detail}", fg="red", err=True)
+        raise typer.Exit(1)
+    return response.json() if response.content else None
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+@tenants_app.command("create")
+def tenants_create(name: str, config: ConfigOpt = None) -> None:
+    """Create a tenant; prints its first API key once."""
+    with _client(config, admin=True) as c:
+        _print(_call(c, "POST", "/api/v1/tenants", json={"name": name}))
+
+
+@sources_app.command("create")
+def sources_create(
+    name: str,
+    verifier: Annotated[
+        str, typer.Option(help="standard_webhooks | hmac | none")
+    ] = "standard_webhooks",
+    secret: Annotated[list[str] | None, typer.Option(help="Secret(s); generated if none")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a source; prints its ingest URL and secret (shown this once)."""
+    with _client(config) as c:
+        body = {"name": name, "verifier": verifier, "secrets": secret or []}
+        _print(_call(c, "POST", "/api/v1/sources", json=body))
+
+
+@sources_app.command("list")
+def sources_list(config: ConfigOpt = None) -> None:
+    with _client(config) as c:
+        _print(_call(c, "GET", "/api/v1/sources")["data"])
+
+
+@endpoints_app.command("create")
+def endpoints_create(
+    url: str,
+    description: str = "",
+    retry_schedule: Annotated[
+        str | None, typer.Option(help="Delays in seconds, e.g. 0,5,300")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an endpoint; prints its signing secret (shown this once)."""
+    body: dict[str, Any] = {"url": url, "description": description}
+    if retry_schedule:
+        body["retry_schedule"] = [float(x) for x in retry_schedule.split(",")]
+    with _client(config) as c:
+        _print(_call(c, "POST", "/api/v1/endpoints", json=body))
+
+
+@endpoints_app.command("list")
+def endpoints_list(config: ConfigOpt = None) -> None:
+    with _client(config) as c:
+        _print(_call(c, "GET", "/api/v1/endpoints")["data"])
+
+
+@subs_app.command("create")
+def subscriptions_create(
+    endpoint_id: str,
+    event_type: Annotated[list[str], typer.Option("--type", help="Pattern, e.g. booking.*")],
+    config: ConfigOpt = None,
+) -> None:
+    with _client(config) as c:
+        body = {"endpoint_id": endpoint_id, "event_types": event_type}
+        _print(_call(c, "POST", "/api/v1/subscriptions", json=body))
+
+
+@subs_app.command("list")
+def subscriptions_list(config: ConfigOpt = None) -> None:
+    with _client(config) as c:
+        _print(_call(c, "GET", "/api/v1/subscriptions")["data"])
+
+
+@events_app.command("tail")
+def events_tail(
+    interval: Annotated[float, typer.Option(help="Seconds between polls")] = 1.0,
+    type: Annotated[str | None, typer.Option(help="Only this event type")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print events as they arrive (Ctrl-C stops)."""
+    seen: set[str] = set()
+    since = time.time()
+    with _client(config) as c:
+        try:
+            while True:
+                params: dict[str, Any] = {"after": since - 1, "limit": 500}
+                if type:
+                    params["type"] = type
+                page = _call(c, "GET", "/api/v1/events", params=params)["data"]
+                for event in reversed(page):
+                    if event["id"] in seen:
+                        continue
+                    seen.add(event["id"])
+                    typer.echo(
+                        f"{event['received_at']}  {event['id']}  {event['type']:<24} "
+                        f"key={event['key'] or '-'}"
+                    )
+                if page:
+                    since = max(since, time.time() - 60)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # pragma: no cover - `interlink events tail | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Settings: defaults, then a TOML file, then ``INTERLINK_*`` environment variables.
+
+The file is ``interlink.toml`` in the working directory, or the path in ``INTERLINK_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+STATE_DIR = Path(".interlink")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    database_url: str = f"sqlite:///{STATE_DIR}/interlink.db"
+    host: str = "127.0.0.1"
+    port: int = 8400
+    # The admin key creates tenants and their keys; unset, `interlink up` makes one and writes it
+    # to .interlink/admin.key (never to the terminal or a log).
+    admin_key: str | None = None
+    # Outbound requests refuse non-global addresses except inside these networks (CIDR).
+    outbound_allow_networks: tuple[str, ...] = ()
+    ingest_max_body_bytes: int = 1024 * 1024
+    ingest_tolerance_seconds: int = 300
+    delivery_concurrency: int = 256
+    delivery_timeout_seconds: float = 15.0
+    delivery_lease_seconds: float = 120.0
+    poll_interval_seconds: float = 1.0
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+_LIST_FIELDS = {"outbound_allow_networks"}
+
+
+def load(
+    path: str | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    file = Path(path or env.get("INTERLINK_CONFIG") or "interlink.toml")
+    if file.exists():
+        try:
+            values.update(tomllib.loads(file.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+    for name in Settings.__struct_fields__:
+        raw = env.get(f"INTERLINK_{name.upper()}")
+        if raw is None:
+            continue
+        values[name] = (
+            [p.strip() for p in raw.split(",") if p.strip()] if name in _LIST_FIELDS else raw
+        )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,156 @@
+"""The dispatcher: claims due deliveries, sends them, settles the outcomes in batches.
+
+A slow or failing receiver holds one concurrency slot until its timeout and nothing else; the
+retry schedule lives in the database, so a restart resumes every pending retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from interlink.domain.delivery import AttemptResult, DeliveryStatus, decide
+from interlink.domain.retry import RetryPolicy
+from interlink.storage.deliveries import Claimed, Deliveries, Settled
+
+log = structlog.get_logger("interlink.dispatcher")
+
+
+class Sender(Protocol):
+    async def send(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> AttemptResult: ...
+
+
+def webhook_body(event_type: str, received_at: float, data: bytes) -> bytes:
+    """The Standard Webhooks payload; ``data`` is spliced in as stored, never re-encoded."""
+    timestamp = datetime.fromtimestamp(received_at, UTC).isoformat().replace("+00:00", "Z")
+    head = msgspec.json.encode({"type": event_type, "timestamp": timestamp})
+    return head[:-1] + b',"data":' + data + b"}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        deliveries: Deliveries,
+        sender: Sender,
+        sign: Callable[[str, str, int, bytes], dict[str, str]],
+        *,
+        concurrency: int = 256,
+        lease_seconds: float = 120.0,
+        poll_interval: float = 1.0,
+        on_settled: Callable[[Settled], None] | None = None,
+    ) -> None:
+        self._deliveries = deliveries
+        self._sender = sender
+        self._sign = sign
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self._on_settled = on_settled
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._settled: list[Settled] = []
+        self._settle_wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="settle")
+        try:
+            while True:
+                free = self._concurrency - len(self._in_flight)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                self._wake.clear()
+                try:
+                    claimed = await self._deliveries.claim_due(
+                        time.time(), free, self._lease_seconds
+                    )
+                except Exception:
+                    log.exception("dispatcher.claim_failed")
+                    await asyncio.sleep(self._poll_interval)
+                    continue
+                for c in claimed:
+                    task = asyncio.create_task(self._attempt(c))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._done)
+                if len(claimed) == free:
+                    continue
+                await self._sleep_until_due()
+        finally:
+            await self._drain()
+
+    async def _sleep_until_due(self) -> None:
+        timeout = self._poll_interval
+        with contextlib.suppress(Exception):
+            due = await self._deliveries.next_due_at()
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - time.time()))
+        if timeout <= 0:
+            # Due but not claimable (held by a lease): yield once rather than spin.
+            timeout = 0.01
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatcher.attempt_crashed", error=repr(task.exception()))
+
+    async def _attempt(self, c: Claimed) -> None:
+        body = webhook_body(c.event_type, c.received_at, c.event_data)
+        started = time.time()
+        # webhook-id is the event id: stable across retries, so receivers can dedupe.
+        headers = self._sign(c.secret, c.event_id, int(started), body)
+        result = await self._sender.send(c.url, body, headers, c.timeout_seconds)
+        decision = decide(c.attempt_count, result, RetryPolicy(schedule=c.retry_schedule))
+        self._settled.append(Settled(c, started, result, decision))
+        self._settle_wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._settle_wake.wait()
+            self._settle_wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._settled = self._settled, []
+        if not batch:
+            return
+        try:
+            await self._deliveries.settle(batch)
+        except Exception:
+            # Not settled means still leased: the lease lapses and the delivery is sent again.
+            log.exception("dispatcher.settle_failed", count=len(batch))
+            return
+        if self._on_settled is not None:
+            for s in batch:
+                self._on_settled(s)
+        if any(s.decision.status is DeliveryStatus.SCHEDULED for s in batch):
+            self.wake()
+
+    async def _drain(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        with contextlib.suppress(Exception):
+            await self._flush()

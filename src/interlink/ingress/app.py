@@ -1,0 +1,172 @@
+"""``POST /in/{source_id}``: the lean ASGI ingest route.
+
+Size cap → verify signature and timestamp → parse → dedupe and persist (group commit) → 202.
+Nothing here normalizes or routes; the answer waits only for the durable write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+import structlog
+
+from interlink import problems
+from interlink.domain.envelope import EnvelopeError, extract
+from interlink.domain.ids import new_id
+from interlink.domain.models import Event, Source
+from interlink.ingress.group_commit import GroupCommit
+from interlink.ingress.verifiers import VerificationError, get_verifier
+from interlink.storage.management import Management
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = structlog.get_logger("interlink.ingress")
+
+# Headers kept with the event for audit and replay: the envelope and signature families partners
+# use; credentials such as Authorization and cookies are never stored.
+_KEPT_PREFIXES = ("webhook-", "svix-", "x-", "stripe-")
+_KEPT = frozenset({"content-type", "user-agent"})
+_NEVER = frozenset({"x-api-key", "x-auth-token", "x-amz-security-token"})
+_MAX_KEPT_HEADERS = 40
+_MAX_HEADER_VALUE = 1024
+_SOURCE_TTL = 2.0
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, detail: str, kind: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.kind = status, detail, kind
+
+
+class SourceCache:
+    """Sources change rarely and every request needs one: a short-lived cache, misses too."""
+
+    def __init__(self, management: Management, ttl: float = _SOURCE_TTL) -> None:
+        self._management = management
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Source | None]] = {}
+
+    async def get(self, source_id: str) -> Source | None:
+        now = time.monotonic()
+        hit = self._entries.get(source_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        source = await self._management.get_source(source_id)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[source_id] = (now + self._ttl, source)
+        return source
+
+
+def kept_headers(headers: dict[str, str]) -> dict[str, str]:
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        if name in _NEVER or not (name in _KEPT or name.startswith(_KEPT_PREFIXES)):
+            continue
+        kept[name] = value[:_MAX_HEADER_VALUE]
+        if len(kept) >= _MAX_KEPT_HEADERS:
+            break
+    return kept
+
+
+class IngestApp:
+    def __init__(self, sources: SourceCache, commit: GroupCommit) -> None:
+        self._sources = sources
+        self._commit = commit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body, ctype = await self._handle(scope, receive)
+        except _Reject as reject:
+            status = reject.status
+            body = problems.encode(problems.problem(reject.status, reject.detail, reject.kind))
+            ctype = problems.CONTENT_TYPE
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", ctype.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str]:
+        if scope["method"] != "POST":
+            raise _Reject(405, "webhooks are sent with POST")
+        source_id = scope["path"].removeprefix("/in/").strip("/")
+        source = await self._sources.get(source_id) if source_id else None
+        if source is None:
+            raise _Reject(404, f"no source '{source_id[:64]}'", "unknown-source")
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await _read_body(headers, receive, source.max_body_bytes)
+        now = time.time()
+        try:
+            get_verifier(source.verifier)(
+                body, headers, source.secrets, source.verifier_config, source.tolerance_seconds, now
+            )
+        except VerificationError as exc:
+            log.info("ingest.rejected", source_id=source.id, reason="signature", detail=str(exc))
+            raise _Reject(
+                401, f"signature verification failed: {exc}", "invalid-signature"
+            ) from None
+        try:
+            payload = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise _Reject(400, f"malformed JSON: {exc}", "malformed-json") from None
+        if not isinstance(payload, dict):
+            raise _Reject(400, "the payload must be a JSON object", "malformed-json")
+        try:
+            fields = extract(payload, body, headers, source.envelope)
+        except EnvelopeError as exc:
+            raise _Reject(422, str(exc), "invalid-envelope") from None
+
+        event = Event(
+            id=new_id("event"),
+            tenant_id=source.tenant_id,
+            source_id=source.id,
+            idempotency_key=fields.idempotency_key,
+            type=fields.type,
+            key=fields.key,
+            received_at=now,
+            occurred_at=fields.occurred_at,
+            data=fields.data,
+            raw=body,
+            headers=kept_headers(headers),
+        )
+        try:
+            appended = await self._commit.submit(event)
+        except Exception as exc:
+            log.warning("ingest.unavailable", source_id=source.id, error=type(exc).__name__)
+            raise _Reject(
+                503, "the event store is unavailable; retry later", "unavailable"
+            ) from None
+        answer = msgspec.json.encode({"id": appended.event_id, "duplicate": appended.duplicate})
+        return 202, answer, "application/json"
+
+
+async def _read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _Reject(413, f"the body is larger than this source's limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Reject(400, "the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _Reject(413, f"the body is larger than this source's limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

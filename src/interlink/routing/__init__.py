@@ -1,0 +1,1 @@
+"""Routing: which endpoints an event goes to."""

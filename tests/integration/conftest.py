@@ -1,0 +1,143 @@
+"""In-process fixtures: a real Interlink (SQLite file, workers running) behind an ASGI client,
+and real receivers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+
+from interlink import config
+from interlink.app import Interlink
+
+ADMIN = "test-admin-key"
+
+
+@dataclass
+class Receiver:
+    """A loopback receiver that verifies every signature with the `standardwebhooks` package."""
+
+    secret: str = ""
+    answers: list[int] = field(default_factory=list)  # consumed per request; then `default`
+    default: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    url: str = ""
+    runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        payload = Webhook(self.secret).verify(body, dict(request.headers))
+        self.received.append((request.headers["webhook-id"], payload))
+        status = self.answers.pop(0) if self.answers else self.default
+        return web.Response(status=status, headers=self.headers if status >= 300 else None)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.fixture
+async def receiver_factory() -> AsyncIterator[Callable[..., Any]]:
+    made: list[Receiver] = []
+
+    async def make(**kwargs: Any) -> Receiver:
+        r = Receiver(**kwargs)
+        await r.start()
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        await r.stop()
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> config.Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path}/interlink.db",
+        "admin_key": ADMIN,
+        "outbound_allow_networks": ["127.0.0.0/8", "::1/128"],
+        "poll_interval_seconds": 0.2,
+    }
+    values.update(overrides)
+    return config.load(path=str(tmp_path / "none.toml"), env={}, **values)
+
+
+@dataclass
+class Harness:
+    system: Interlink
+    client: httpx.AsyncClient
+
+    def auth(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    async def tenant(self, name: str = "acme") -> str:
+        r = await self.client.post("/api/v1/tenants", json={"name": name}, headers=self.auth(ADMIN))
+        assert r.status_code == 201, r.text
+        return str(r.json()["api_key"])
+
+    async def post(self, key: str, path: str, body: Any) -> dict[str, Any]:
+        r = await self.client.post(path, json=body, headers=self.auth(key))
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def get(self, key: str, path: str, **params: Any) -> httpx.Response:
+        return await self.client.get(path, params=params, headers=self.auth(key))
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    monkeypatch.chdir(tmp_path)
+    system = Interlink(settings_for(tmp_path))
+    await system.start()
+    transport = httpx.ASGITransport(app=system)
+    async with httpx.AsyncClient(transport=transport, base_url="http://interlink") as client:
+        yield Harness(system, client)
+    await system.stop()
+
+
+def signed(
+    secret: str, msg_id: str, payload: Any, at: float | None = None
+) -> tuple[bytes, dict[str, str]]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    when = datetime.fromtimestamp(at if at is not None else time.time(), UTC)
+    signature = Webhook(secret).sign(msg_id, when, body.decode("utf-8", "replace"))
+    return body, {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
