@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from interlink.config import ConfigError, Settings, load
+
+
+def test_defaults_keep_state_under_the_working_directory(tmp_path: Path) -> None:
+    settings = load(str(tmp_path / "absent.toml"), env={})
+    assert settings == Settings()
+    assert settings.database_url == "sqlite:///.interlink/interlink.db"
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    file = tmp_path / "interlink.toml"
+    file.write_text('port = 9000\nhost = "0.0.0.0"\noutbound_allow_networks = ["10.0.0.0/8"]\n')
+    env = {"INTERLINK_PORT": "9100", "INTERLINK_OUTBOUND_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128"}
+    settings = load(str(file), env=env)
+    assert settings.port == 9100
+    assert settings.host == "0.0.0.0"
+    assert settings.outbound_allow_networks == ("127.0.0.0/8", "::1/128")
+    assert settings.public_url == "http://127.0.0.1:9100"
+    assert load(str(file), env=env, port=9200).port == 9200
+
+
+def test_config_file_named_by_environment(tmp_path: Path) -> None:
+    file = tmp_path / "x.toml"
+    file.write_text("delivery_concurrency = 8\n")
+    assert load(env={"INTERLINK_CONFIG": str(file)}).delivery_concurrency == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "words"),
+    [
+        ("port = [", {}, "x.toml"),
+        ("colour = 1", {}, "colour"),
+        ("", {"INTERLINK_PORT": "eighty"}, "port"),
+    ],
+)
+def test_bad_configuration_says_what_is_wrong(
+    tmp_path: Path, text: str, env: dict[str, str], words: str
+) -> None:
+    file = tmp_path / "x.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        load(str(file), env=env)
