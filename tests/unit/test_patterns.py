@@ -60,3 +60,13 @@ def test_invalid_patterns_are_refused_with_a_reason(bad: str) -> None:
 def test_invalid_event_types_are_refused(bad: str) -> None:
     with pytest.raises(InvalidPattern):
         validate_event_type(bad)
+
+
+@pytest.mark.parametrize(
+    "bad", ["order.created\n", "order\n.created", "\norder", "order.cre\tated"]
+)
+def test_control_characters_never_pass_as_segments(bad: str) -> None:
+    with pytest.raises(InvalidPattern):
+        validate_event_type(bad)
+    with pytest.raises(InvalidPattern):
+        validate_pattern(bad)

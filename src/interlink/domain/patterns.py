@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 class InvalidPattern(ValueError):
@@ -20,7 +20,7 @@ def validate_pattern(pattern: str) -> str:
     if not pattern:
         raise InvalidPattern("an event-type pattern may not be empty")
     for segment in pattern.split("."):
-        if segment != "*" and not _SEGMENT.match(segment):
+        if segment != "*" and not _SEGMENT.fullmatch(segment):
             raise InvalidPattern(
                 f"invalid segment {segment!r} in pattern {pattern!r}: "
                 "use letters, digits, '_', '-' or a lone '*'"
@@ -32,7 +32,7 @@ def validate_event_type(event_type: str) -> str:
     if not event_type or len(event_type) > 200:
         raise InvalidPattern("an event type must have 1 to 200 characters")
     for segment in event_type.split("."):
-        if not _SEGMENT.match(segment):
+        if not _SEGMENT.fullmatch(segment):
             raise InvalidPattern(
                 f"invalid event type {event_type!r}: dot-separated segments of letters, "
                 "digits, '_' or '-'"
