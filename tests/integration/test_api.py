@@ -20,8 +20,9 @@ async def test_auth_is_required_and_scoped(harness: Harness) -> None:
 async def test_bad_bodies_get_400_with_the_reason(harness: Harness) -> None:
     key = await harness.tenant()
     h = harness.auth(key)
-    r = await harness.client.post("/api/v1/endpoints", content=b"{nope", headers=h)
-    assert r.status_code == 400
+    for broken in (b"{nope", b'{"url": "http://127.0.0.1:9/x"'):
+        r = await harness.client.post("/api/v1/endpoints", content=broken, headers=h)
+        assert r.status_code == 400 and "JSON is malformed" in r.json()["detail"]
     r = await harness.client.post(
         "/api/v1/endpoints", json={"url": "http://127.0.0.1:9/x", "colour": "red"}, headers=h
     )

@@ -79,7 +79,7 @@ async def test_replay_resends_with_the_same_webhook_id(harness: Harness, receive
     event_id = await send(harness, source, secret, "m1")
     await eventually(lambda: len(receiver.received) == 1)
     r = await harness.client.post(f"/api/v1/events/{event_id}/replay", headers=harness.auth(key))
-    assert r.status_code == 201 and r.json()["queued"] == 1
+    assert r.status_code == 202 and r.json()["queued"] == 1
     await eventually(lambda: len(receiver.received) == 2)
     assert receiver.received[0][0] == receiver.received[1][0] == event_id
 

@@ -45,6 +45,8 @@ def _validation_detail(exc: ValidationException) -> str:
 
 
 def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if exc.detail == "Input data was truncated":  # msgspec's words for a JSON body cut short
+        return _problem_response(400, "JSON is malformed: the body ends before the JSON does")
     if isinstance(exc, ValidationException):
         return _problem_response(400, _validation_detail(exc))
     return _problem_response(exc.status_code, str(exc.detail))

@@ -71,7 +71,11 @@ class EventController(Controller):
             raise NotFoundException(f"no event '{event_id}'")
         return _event_out(event)
 
-    @post("/{event_id:str}/replay", summary="Send an event again to its subscribed endpoints")
+    @post(
+        "/{event_id:str}/replay",
+        status_code=202,
+        summary="Send an event again to its subscribed endpoints",
+    )
     async def replay(
         self, event_id: str, principal: Principal, ctx: ApiContext, data: ReplayIn | None = None
     ) -> ReplayOut:
@@ -138,7 +142,11 @@ class DeliveryController(Controller):
         items = await ctx.deliveries.attempts(tenant_id, delivery_id)
         return Listing([AttemptOut.of(a) for a in items], None)
 
-    @post("/{delivery_id:str}/retry", summary="Send a delivery again now (dead ones included)")
+    @post(
+        "/{delivery_id:str}/retry",
+        status_code=202,
+        summary="Send a delivery again now (dead ones included)",
+    )
     async def retry(self, delivery_id: str, principal: Principal, ctx: ApiContext) -> DeliveryOut:
         try:
             delivery = await ctx.deliveries.retry(require_tenant(principal), delivery_id)
