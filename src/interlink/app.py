@@ -11,9 +11,11 @@ import contextlib
 import fcntl
 import os
 import secrets
+import signal
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import structlog
@@ -158,16 +160,39 @@ class Interlink:
             self._lock.close()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, told that shutdown begins and never re-raising the signal after it.
+
+    uvicorn re-raises a caught SIGINT/SIGTERM once it has shut down, which would interrupt the
+    shutdown of Interlink's own roles that follows; here the signal ends the serving and the
+    process then exits normally.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_stopping: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_stopping = on_stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
+            return
+        if self._on_stopping is not None:
+            self._on_stopping()
+        self.should_exit = True
+
+
 async def serve(
     settings: Settings,
     *,
     on_started: Callable[[Interlink], Awaitable[None]] | None = None,
     on_settled: Callable[[Settled], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Runs every role and the HTTP server until SIGINT/SIGTERM."""
+    """Runs every role and the HTTP server until SIGINT/SIGTERM (or ``stop`` is set)."""
     system = Interlink(settings, on_settled=on_settled)
     await system.start()
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             system,
             host=settings.host,
@@ -178,24 +203,33 @@ async def serve(
             loop="none",
             http="httptools",
             timeout_keep_alive=30,
-        )
+        ),
+        on_stopping,
     )
-    extra: asyncio.Task[None] | None = None
-    try:
+
+    async def after_bind() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.05)
         if on_started is not None:
-
-            async def _after_bind() -> None:
-                while not server.started:
-                    await asyncio.sleep(0.05)
+            try:
                 await on_started(system)
+            except Exception:
+                log.exception("interlink.on_started_failed")
+        if stop is not None:
+            await stop.wait()
+            if on_stopping is not None:
+                on_stopping()
+            server.should_exit = True
 
-            extra = asyncio.create_task(_after_bind())
+    helper = asyncio.create_task(after_bind(), name="serve-hooks")
+    try:
         await server.serve()
         if not server.started:
             raise CannotListen(f"cannot listen on {settings.host}:{settings.port}")
     finally:
-        if extra is not None:
-            extra.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await extra
+        helper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await helper
         await system.stop()
