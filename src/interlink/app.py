@@ -33,9 +33,13 @@ from interlink.ingress.group_commit import GroupCommit
 from interlink.routing.router import Router
 from interlink.storage import migrate
 from interlink.storage.database import Database, sqlite_path
-from interlink.storage.deliveries import Deliveries, Settled
+from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.management import Management
+from interlink.storage.ports import DeliveryQueue, LogWriter, Settled
+from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
+from interlink.storage.sqlite.driver import SqliteDriver
+from interlink.storage.sqlite.log_writer import SqliteLogWriter
 
 log = structlog.get_logger("interlink")
 
@@ -91,10 +95,19 @@ class Interlink:
         self.management = Management(self.db)
         self.events = EventLog(self.db)
         self.deliveries = Deliveries(self.db)
+        self._sqlite = sqlite_path(self.db.url)
+        self._driver: SqliteDriver | None = None
+        log_writer: LogWriter = self.events
+        queue: DeliveryQueue = self.deliveries
+        if self._sqlite is not None:
+            self._driver = SqliteDriver(self._sqlite)
+            log_writer = SqliteLogWriter(self._driver)
+            queue = SqliteDeliveryQueue(self._driver)
+        self.log_writer, self.queue = log_writer, queue
         self.outbound = OutboundPolicy(allow_networks=tuple(settings.outbound_allow_networks))
         self.sender = HttpSender(self.outbound)
         self.dispatcher = Dispatcher(
-            self.deliveries,
+            self.queue,
             self.sender,
             signature_headers,
             concurrency=settings.delivery_concurrency,
@@ -103,13 +116,13 @@ class Interlink:
             on_settled=on_settled,
         )
         self.router = Router(
-            self.events,
+            self.log_writer,
             self.management,
-            self.deliveries,
+            self.queue,
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
         )
-        self.commit = GroupCommit(self.events, on_commit=self.router.wake)
+        self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
         self.ingest = IngestApp(SourceCache(self.management), self.commit)
         self.api = create_api(
             ApiContext(
@@ -132,12 +145,13 @@ class Interlink:
             await self.api(scope, receive, send)  # type: ignore[arg-type]
 
     async def start(self) -> None:
-        path = sqlite_path(self.db.url)
-        if path is not None:
-            self._lock = _lock_sqlite(path)
+        if self._sqlite is not None:
+            self._lock = _lock_sqlite(self._sqlite)
         await asyncio.to_thread(migrate.upgrade, self.settings.database_url)
-        if path is not None:
-            released = await self.deliveries.release_all_leases(time.time())
+        if self._driver is not None:
+            await self._driver.start()
+        if self._sqlite is not None:
+            released = await self.queue.release_all_leases(time.time())
             if released:
                 log.info("dispatcher.resumed_in_flight", count=released)
         await self.sender.start()
@@ -155,6 +169,8 @@ class Interlink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.sender.close()
+        if self._driver is not None:
+            await self._driver.close()
         await self.db.close()
         if self._lock is not None:
             self._lock.close()

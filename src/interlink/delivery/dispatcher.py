@@ -18,7 +18,7 @@ import structlog
 
 from interlink.domain.delivery import AttemptResult, DeliveryStatus, decide
 from interlink.domain.retry import RetryPolicy
-from interlink.storage.deliveries import Claimed, Deliveries, Settled
+from interlink.storage.ports import Claimed, DeliveryQueue, Settled
 
 log = structlog.get_logger("interlink.dispatcher")
 
@@ -39,7 +39,7 @@ def webhook_body(event_type: str, received_at: float, data: bytes) -> bytes:
 class Dispatcher:
     def __init__(
         self,
-        deliveries: Deliveries,
+        deliveries: DeliveryQueue,
         sender: Sender,
         sign: Callable[[str, str, int, bytes], dict[str, str]],
         *,

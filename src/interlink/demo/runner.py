@@ -47,7 +47,7 @@ from interlink.domain.models import Envelope
 from interlink.domain.retry import RetryPolicy
 from interlink.ingress.verifiers import standard_webhooks
 from interlink.observability.logging import configure as configure_logging
-from interlink.storage.deliveries import Settled
+from interlink.storage.ports import Settled
 
 __all__ = [
     "DEMO_DATABASE",

@@ -11,12 +11,12 @@ import contextlib
 from collections.abc import Callable
 
 from interlink.domain.models import Event
-from interlink.storage.event_log import Appended, EventLog
+from interlink.storage.ports import Appended, LogWriter
 
 
 class GroupCommit:
     def __init__(
-        self, log: EventLog, *, max_batch: int = 500, on_commit: Callable[[], None] | None = None
+        self, log: LogWriter, *, max_batch: int = 500, on_commit: Callable[[], None] | None = None
     ) -> None:
         self._log = log
         self._max_batch = max_batch

@@ -8,34 +8,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import structlog
 
 from interlink.domain.ids import new_id
+from interlink.domain.models import Subscription
 from interlink.routing.matching import endpoints_for, index_by_tenant
-from interlink.storage.deliveries import Deliveries, NewDelivery
-from interlink.storage.event_log import EventLog
 from interlink.storage.management import Management
+from interlink.storage.ports import DeliveryQueue, LogWriter, NewDelivery
 
 log = structlog.get_logger("interlink.router")
 
 CURSOR = "router"
 
+# Changes made through another process reach this one's cache within this time.
+SUBSCRIPTIONS_TTL = 2.0
+
+
+class SubscriptionCache:
+    """The tenants' subscriptions, kept between batches: one query per change, not per batch."""
+
+    def __init__(self, management: Management, ttl: float = SUBSCRIPTIONS_TTL) -> None:
+        self._management = management
+        self._ttl = ttl
+        self._by_tenant: dict[str, list[Subscription]] = {}
+        self._version = -1
+        self._expires = 0.0
+
+    async def for_tenants(self, tenant_ids: set[str]) -> dict[str, list[Subscription]]:
+        now = time.monotonic()
+        if self._version != self._management.routing_version or now >= self._expires:
+            self._by_tenant.clear()
+            self._version = self._management.routing_version
+            self._expires = now + self._ttl
+        missing = sorted(tenant_ids - self._by_tenant.keys())
+        if missing:
+            version = self._management.routing_version
+            found = index_by_tenant(await self._management.subscriptions_for(missing))
+            if version == self._management.routing_version:  # no change raced the query
+                for tenant_id in missing:
+                    self._by_tenant[tenant_id] = found.get(tenant_id, [])
+            else:
+                return found | {t: self._by_tenant[t] for t in tenant_ids - set(missing)}
+        return self._by_tenant
+
 
 class Router:
     def __init__(
         self,
-        events: EventLog,
+        events: LogWriter,
         management: Management,
-        deliveries: Deliveries,
+        deliveries: DeliveryQueue,
         *,
         batch_size: int = 1000,
         poll_interval: float = 1.0,
         on_routed: Callable[[], None] | None = None,
     ) -> None:
         self._events = events
-        self._management = management
+        self._subscriptions = SubscriptionCache(management)
         self._deliveries = deliveries
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -51,9 +83,7 @@ class Router:
         batch = await self._events.read_after(self._position, self._batch_size)
         if not batch:
             return 0
-        subs = index_by_tenant(
-            await self._management.subscriptions_for(sorted({e.tenant_id for e in batch}))
-        )
+        subs = await self._subscriptions.for_tenants({e.tenant_id for e in batch})
         new = [
             NewDelivery(new_id("delivery"), e.tenant_id, e.id, e.seq, endpoint_id)
             for e in batch

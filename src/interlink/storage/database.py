@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from interlink.storage.sqlite.driver import PRAGMAS
+
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or is locked; callers answer 503, not 500."""
@@ -41,11 +43,8 @@ def sqlite_path(url: str) -> Path | None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA cache_size=-65536")
+    for pragma in PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 

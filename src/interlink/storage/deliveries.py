@@ -14,49 +14,14 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from interlink.domain.delivery import AttemptResult, Decision, DeliveryStatus
+from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.ids import new_id
 from interlink.domain.models import EndpointStatus
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
+from interlink.storage.rows import GONE_REASON, delivery_rows, settlement
 from interlink.storage.tables import attempts, cursors, deliveries, endpoints, events
-
-# Statuses the dispatcher picks up once ``next_attempt_at`` has passed.
-_DUE = (DeliveryStatus.PENDING, DeliveryStatus.SCHEDULED, DeliveryStatus.IN_FLIGHT)
-_ERROR_CHARS = 500
-
-
-class NewDelivery(msgspec.Struct, frozen=True):
-    id: str
-    tenant_id: str
-    event_id: str
-    event_seq: int
-    endpoint_id: str
-
-
-class Claimed(msgspec.Struct, frozen=True):
-    """A delivery leased to this process, with what it takes to send it."""
-
-    delivery_id: str
-    tenant_id: str
-    event_id: str
-    endpoint_id: str
-    attempt_count: int
-    lease_until: float
-    event_type: str
-    event_data: bytes
-    received_at: float
-    url: str
-    secret: str
-    timeout_seconds: float
-    retry_schedule: tuple[float, ...]
-
-
-class Settled(msgspec.Struct, frozen=True):
-    claimed: Claimed
-    started_at: float
-    result: AttemptResult
-    decision: Decision
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -131,24 +96,7 @@ class Deliveries:
         now = time.time()
         async with self.db.write() as conn:
             if batch:
-                await conn.execute(
-                    self._insert,
-                    [
-                        {
-                            "id": d.id,
-                            "tenant_id": d.tenant_id,
-                            "event_id": d.event_id,
-                            "event_seq": d.event_seq,
-                            "endpoint_id": d.endpoint_id,
-                            "status": DeliveryStatus.PENDING.value,
-                            "attempt_count": 0,
-                            "next_attempt_at": now,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for d in batch
-                    ],
-                )
+                await conn.execute(self._insert, delivery_rows(batch, now))
             upsert = self._dialect.insert(cursors).values(name=cursor, position=position)
             await conn.execute(
                 upsert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
@@ -161,7 +109,7 @@ class Deliveries:
             sa.select(deliveries.c.id)
             .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
             .where(
-                deliveries.c.status.in_([s.value for s in _DUE]),
+                deliveries.c.status.in_(DUE_STATUSES),
                 deliveries.c.next_attempt_at <= now,
                 endpoints.c.status == EndpointStatus.ACTIVE.value,
                 endpoints.c.deleted_at.is_(None),
@@ -230,44 +178,9 @@ class Deliveries:
         if not batch:
             return
         now = time.time()
-        attempt_rows = []
-        delivery_rows = []
-        gone: set[tuple[str, str]] = set()
-        for s in batch:
-            c, r, d = s.claimed, s.result, s.decision
-            error = r.error[:_ERROR_CHARS] if r.error else None
-            attempt_rows.append(
-                {
-                    "id": new_id("attempt"),
-                    "tenant_id": c.tenant_id,
-                    "delivery_id": c.delivery_id,
-                    "number": d.attempt_count,
-                    "started_at": s.started_at,
-                    "latency_ms": r.latency_ms,
-                    "outcome": r.outcome.value,
-                    "status_code": r.status_code,
-                    "error": error,
-                    "response_excerpt": r.response_excerpt,
-                }
-            )
-            delivery_rows.append(
-                {
-                    "b_id": c.delivery_id,
-                    "b_lease": c.lease_until,
-                    "status": d.status.value,
-                    "attempt_count": d.attempt_count,
-                    "next_attempt_at": (
-                        now + d.next_attempt_in if d.next_attempt_in is not None else None
-                    ),
-                    "last_status_code": r.status_code,
-                    "last_error": error,
-                    "updated_at": now,
-                }
-            )
-            if d.disable_endpoint:
-                gone.add((c.tenant_id, c.endpoint_id))
+        rows = settlement(batch, now)
         async with self.db.write() as conn:
-            await conn.execute(attempts.insert(), attempt_rows)
+            await conn.execute(attempts.insert(), rows.attempts)
             # Only while our lease holds: a delivery retaken after a lapse is the new holder's.
             await conn.execute(
                 deliveries.update()
@@ -285,15 +198,15 @@ class Deliveries:
                     last_error=sa.bindparam("last_error"),
                     updated_at=sa.bindparam("updated_at"),
                 ),
-                delivery_rows,
+                rows.deliveries,
             )
-            for tenant_id, endpoint_id in gone:
+            for tenant_id, endpoint_id in rows.gone:
                 await conn.execute(
                     endpoints.update()
                     .where(endpoints.c.id == endpoint_id, endpoints.c.tenant_id == tenant_id)
                     .values(
                         status=EndpointStatus.DISABLED.value,
-                        disabled_reason="the receiver answered 410 Gone",
+                        disabled_reason=GONE_REASON,
                         updated_at=now,
                     )
                 )
@@ -396,24 +309,11 @@ class Deliveries:
         (same ``webhook-id``), missing ones created. Returns how many were queued."""
         now = time.time()
         async with self.db.write() as conn:
-            await conn.execute(
-                self._insert,
-                [
-                    {
-                        "id": new_id("delivery"),
-                        "tenant_id": tenant_id,
-                        "event_id": event_id,
-                        "event_seq": event_seq,
-                        "endpoint_id": endpoint_id,
-                        "status": DeliveryStatus.PENDING.value,
-                        "attempt_count": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for endpoint_id in endpoint_ids
-                ],
-            )
+            fresh = [
+                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, endpoint_id)
+                for endpoint_id in endpoint_ids
+            ]
+            await conn.execute(self._insert, delivery_rows(fresh, now))
             result = await conn.execute(
                 deliveries.update()
                 .where(

@@ -16,12 +16,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from interlink.domain.models import Event
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.ports import Appended, LogEntry
+from interlink.storage.rows import event_row
 from interlink.storage.tables import cursors, events
-
-
-class Appended(msgspec.Struct, frozen=True):
-    event_id: str
-    duplicate: bool
 
 
 class EventFilter(msgspec.Struct, frozen=True):
@@ -58,22 +55,7 @@ class EventLog:
 
     async def append(self, batch: Sequence[Event]) -> list[Appended]:
         """Stores a batch in one transaction (group commit); durable when this returns."""
-        rows = [
-            {
-                "id": e.id,
-                "tenant_id": e.tenant_id,
-                "source_id": e.source_id,
-                "idempotency_key": e.idempotency_key,
-                "type": e.type,
-                "key": e.key,
-                "received_at": e.received_at,
-                "occurred_at": e.occurred_at,
-                "data": e.data,
-                "raw": e.raw,
-                "headers": e.headers,
-            }
-            for e in batch
-        ]
+        rows = [event_row(e) for e in batch]
         wanted = {(e.source_id, e.idempotency_key) for e in batch}
         async with self.db.write() as conn:
             await conn.execute(self._insert, rows)
@@ -89,10 +71,15 @@ class EventLog:
             out.append(Appended(stored_id, duplicate=stored_id != e.id))
         return out
 
-    async def read_after(self, position: int, limit: int) -> list[Event]:
-        query = events.select().where(events.c.seq > position).order_by(events.c.seq).limit(limit)
+    async def read_after(self, position: int, limit: int) -> list[LogEntry]:
+        query = (
+            sa.select(events.c.seq, events.c.id, events.c.tenant_id, events.c.type)
+            .where(events.c.seq > position)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
         async with self.db.read() as conn:
-            return [_event(r) for r in await conn.execute(query)]
+            return [LogEntry(r.seq, r.id, r.tenant_id, r.type) for r in await conn.execute(query)]
 
     async def position(self, name: str) -> int:
         async with self.db.read() as conn:

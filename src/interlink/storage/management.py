@@ -76,6 +76,9 @@ def _subscription(row: Any) -> Subscription:
 class Management:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Bumped by every change to endpoints or subscriptions made through this process, so
+        # caches of routing configuration here drop what they hold at once.
+        self.routing_version = 0
 
     # tenants and keys --------------------------------------------------------------------------
 
@@ -222,6 +225,7 @@ class Management:
                     updated_at=now,
                 )
             )
+        self.routing_version += 1
         return endpoint
 
     async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint | None:
@@ -265,6 +269,7 @@ class Management:
                 )
                 .values(values)
             )
+        self.routing_version += 1
         if result.rowcount == 0:
             return None
         return await self.get_endpoint(tenant_id, endpoint_id)
@@ -294,6 +299,7 @@ class Management:
                     created_at=subscription.created_at,
                 )
             )
+        self.routing_version += 1
         return subscription
 
     async def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription | None:
@@ -348,4 +354,5 @@ class Management:
                 )
                 .values(deleted_at=time.time())
             )
+        self.routing_version += 1
         return bool(result.rowcount)

@@ -115,7 +115,12 @@ deliveries = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
-    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index(
+        "ix_deliveries_due_active",
+        "next_attempt_at",
+        sqlite_where=sa.text("status IN ('pending', 'scheduled', 'in_flight')"),
+        postgresql_where=sa.text("status IN ('pending', 'scheduled', 'in_flight')"),
+    ),
     sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
     sa.Index("ix_deliveries_endpoint", "endpoint_id", "status"),
 )

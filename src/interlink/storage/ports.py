@@ -1,0 +1,94 @@
+"""The storage ports of the hot path, and the records that cross them.
+
+The management API reads and writes through SQLAlchemy Core on every backend; the hot path
+(append to the log, route, claim, settle) has an adapter per backend, held to the same
+conformance tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from interlink.domain.delivery import AttemptResult, Decision
+from interlink.domain.models import Event
+
+# Statuses the dispatcher picks up once ``next_attempt_at`` has passed; a claimed delivery's
+# ``next_attempt_at`` is its lease expiry, so a lapsed lease is due again by itself.
+DUE_STATUSES = ("pending", "scheduled", "in_flight")
+ERROR_CHARS = 500
+
+
+class Appended(msgspec.Struct, frozen=True):
+    event_id: str
+    duplicate: bool
+
+
+class LogEntry(msgspec.Struct, frozen=True):
+    """What the router needs of an event: not its body."""
+
+    seq: int
+    id: str
+    tenant_id: str
+    type: str
+
+
+class NewDelivery(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    event_id: str
+    event_seq: int
+    endpoint_id: str
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """A delivery leased to this process, with what it takes to send it."""
+
+    delivery_id: str
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    attempt_count: int
+    lease_until: float
+    event_type: str
+    event_data: bytes
+    received_at: float
+    url: str
+    secret: str
+    timeout_seconds: float
+    retry_schedule: tuple[float, ...]
+
+
+class Settled(msgspec.Struct, frozen=True):
+    claimed: Claimed
+    started_at: float
+    result: AttemptResult
+    decision: Decision
+
+
+class LogWriter(Protocol):
+    async def append(self, batch: Sequence[Event]) -> list[Appended]:
+        """Stores a batch in one durable transaction; duplicates return the first event's id."""
+        ...
+
+    async def read_after(self, position: int, limit: int) -> list[LogEntry]: ...
+
+    async def position(self, name: str) -> int: ...
+
+
+class DeliveryQueue(Protocol):
+    async def route(self, batch: Sequence[NewDelivery], cursor: str, position: int) -> None:
+        """Creates deliveries and moves the router's cursor, atomically."""
+        ...
+
+    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]: ...
+
+    async def settle(self, batch: Sequence[Settled]) -> None:
+        """Records attempts and the deliveries' new states, only where the lease still holds."""
+        ...
+
+    async def release_all_leases(self, now: float) -> int: ...
+
+    async def next_due_at(self) -> float | None: ...

@@ -1,0 +1,189 @@
+"""One conformance suite for the hot-path storage ports, run against every adapter: the SQLite
+driver adapter and the generic SQLAlchemy one (which PostgreSQL uses)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
+from interlink.domain.ids import new_id
+from interlink.domain.models import Event
+from interlink.domain.retry import RetryPolicy
+from interlink.storage import migrate
+from interlink.storage.database import Database
+from interlink.storage.deliveries import Deliveries
+from interlink.storage.event_log import EventLog
+from interlink.storage.management import Management
+from interlink.storage.ports import DeliveryQueue, LogWriter, NewDelivery, Settled
+from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
+from interlink.storage.sqlite.driver import SqliteDriver
+from interlink.storage.sqlite.log_writer import SqliteLogWriter
+
+
+@dataclass
+class Stores:
+    log: LogWriter
+    queue: DeliveryQueue
+    events: EventLog
+    deliveries: Deliveries
+    management: Management
+
+
+@pytest.fixture(params=["sqlite-driver", "sqlalchemy"])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
+    url = f"sqlite:///{tmp_path}/ports.db"
+    await asyncio.to_thread(migrate.upgrade, url)
+    db = Database(url)
+    events, deliveries = EventLog(db), Deliveries(db)
+    driver = None
+    if request.param == "sqlite-driver":
+        driver = SqliteDriver(tmp_path / "ports.db")
+        await driver.start()
+        stores = Stores(
+            SqliteLogWriter(driver), SqliteDeliveryQueue(driver), events, deliveries, Management(db)
+        )
+    else:
+        stores = Stores(events, deliveries, events, deliveries, Management(db))
+    yield stores
+    if driver is not None:
+        await driver.close()
+    await db.close()
+
+
+def event(tenant: str, key: str, source: str = "src_1") -> Event:
+    return Event(
+        id=new_id("event"),
+        tenant_id=tenant,
+        source_id=source,
+        idempotency_key=key,
+        type="booking.created",
+        key="b1",
+        received_at=time.time(),
+        occurred_at=None,
+        data=b'{"n": 1}',
+        raw=b'{"data": {"n": 1}}',
+        headers={"webhook-id": key},
+    )
+
+
+async def endpoint(s: Stores, tenant: str, **kw: object) -> str:
+    e = await s.management.create_endpoint(
+        tenant,
+        url="http://127.0.0.1:9/x",
+        description="",
+        secret="whsec_" + "A" * 40,
+        retry=RetryPolicy(schedule=(0, 60)),
+        timeout_seconds=5,
+        **kw,  # type: ignore[arg-type]
+    )
+    return e.id
+
+
+async def test_append_is_idempotent_and_readable_in_order(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    first = await stores.log.append([event(t.id, "a"), event(t.id, "b"), event(t.id, "a")])
+    assert [a.duplicate for a in first] == [False, False, True]
+    assert first[2].event_id == first[0].event_id
+    again = await stores.log.append([event(t.id, "b"), event(t.id, "b", source="src_2")])
+    assert again[0].duplicate and again[0].event_id == first[1].event_id
+    assert not again[1].duplicate
+    entries = await stores.log.read_after(0, 10)
+    assert [e.id for e in entries] == [first[0].event_id, first[1].event_id, again[1].event_id]
+    assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+    assert await stores.log.read_after(entries[0].seq, 1) == entries[1:2]
+    stored = await stores.events.get(t.id, first[0].event_id)
+    assert stored is not None and stored.headers == {"webhook-id": "a"}
+    assert stored.data == b'{"n": 1}' and stored.raw == b'{"data": {"n": 1}}'
+
+
+async def test_route_claim_settle_cycle(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id)
+    (appended,) = await stores.log.append([event(t.id, "a")])
+    (entry,) = await stores.log.read_after(0, 10)
+    new = NewDelivery(new_id("delivery"), t.id, appended.event_id, entry.seq, ep)
+    await stores.queue.route([new, new], "router", entry.seq)  # routing twice creates one
+    assert await stores.log.position("router") == entry.seq
+
+    now = time.time()
+    (claimed,) = await stores.queue.claim_due(now + 0.01, 10, lease_seconds=30)
+    assert claimed.delivery_id == new.id and claimed.event_data == b'{"n": 1}'
+    assert claimed.retry_schedule == (0.0, 60.0) and claimed.lease_until == now + 0.01 + 30
+    assert await stores.queue.claim_due(now + 1, 10, 30) == []  # leased: not claimable
+    assert await stores.queue.next_due_at() == pytest.approx(claimed.lease_until)
+
+    result = AttemptResult(AttemptOutcome.FAILED, 500, 3.0, response_excerpt="boom")
+    decision = decide(0, result, RetryPolicy(schedule=claimed.retry_schedule, jitter=0))
+    await stores.queue.settle([Settled(claimed, now, result, decision)])
+    d = await stores.deliveries.get(t.id, new.id)
+    assert d is not None and d.status == DeliveryStatus.SCHEDULED and d.attempt_count == 1
+    assert d.next_attempt_at == pytest.approx(time.time() + 60, abs=5)
+    (attempt,) = await stores.deliveries.attempts(t.id, new.id)
+    assert (attempt.number, attempt.status_code, attempt.response_excerpt) == (1, 500, "boom")
+
+
+async def test_a_lapsed_lease_is_due_again_and_the_old_holder_cannot_settle(
+    stores: Stores,
+) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id)
+    (appended,) = await stores.log.append([event(t.id, "a")])
+    new = NewDelivery(new_id("delivery"), t.id, appended.event_id, 1, ep)
+    await stores.queue.route([new], "router", 1)
+    now = time.time()
+    (old,) = await stores.queue.claim_due(now, 10, lease_seconds=1)
+    (taken,) = await stores.queue.claim_due(now + 2, 10, lease_seconds=30)  # lease lapsed
+    assert taken.delivery_id == old.delivery_id and taken.lease_until != old.lease_until
+    ok = AttemptResult(AttemptOutcome.SUCCEEDED, 200, 1.0)
+    policy = RetryPolicy()
+    await stores.queue.settle([Settled(old, now, ok, decide(0, ok, policy))])
+    d = await stores.deliveries.get(t.id, new.id)
+    assert d is not None and d.status == DeliveryStatus.IN_FLIGHT  # the old holder's write lost
+    await stores.queue.settle([Settled(taken, now, ok, decide(0, ok, policy))])
+    d = await stores.deliveries.get(t.id, new.id)
+    assert d is not None and d.status == DeliveryStatus.SUCCEEDED
+
+
+async def test_paused_endpoints_keep_their_deliveries_out_of_claims(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    paused = await endpoint(stores, t.id)
+    await stores.management.update_endpoint(t.id, paused, {"status": "paused"})
+    (appended,) = await stores.log.append([event(t.id, "a")])
+    await stores.queue.route(
+        [NewDelivery(new_id("delivery"), t.id, appended.event_id, 1, paused)], "router", 1
+    )
+    assert await stores.queue.claim_due(time.time() + 1, 10, 30) == []
+    assert await stores.queue.next_due_at() is None
+    await stores.management.update_endpoint(t.id, paused, {"status": "active"})
+    assert len(await stores.queue.claim_due(time.time() + 1, 10, 30)) == 1
+
+
+async def test_gone_disables_the_endpoint_and_release_makes_leases_due(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    gone_ep, ok_ep = await endpoint(stores, t.id), await endpoint(stores, t.id)
+    (appended,) = await stores.log.append([event(t.id, "a")])
+    await stores.queue.route(
+        [NewDelivery(new_id("delivery"), t.id, appended.event_id, 1, e) for e in (gone_ep, ok_ep)],
+        "router",
+        1,
+    )
+    claimed = await stores.queue.claim_due(time.time() + 1, 10, lease_seconds=300)
+    to_gone = next(c for c in claimed if c.endpoint_id == gone_ep)
+    held = next(c for c in claimed if c.endpoint_id == ok_ep)
+    gone = AttemptResult(AttemptOutcome.GONE, 410, 1.0)
+    await stores.queue.settle([Settled(to_gone, time.time(), gone, decide(0, gone, RetryPolicy()))])
+    e = await stores.management.get_endpoint(t.id, gone_ep)
+    assert e is not None and e.status == "disabled" and "410" in (e.disabled_reason or "")
+    d = await stores.deliveries.get(t.id, to_gone.delivery_id)
+    assert d is not None and d.status == DeliveryStatus.DEAD  # kept, redrivable
+
+    assert await stores.queue.claim_due(time.time() + 1, 10, 300) == []  # still leased
+    assert await stores.queue.release_all_leases(time.time()) == 1
+    (again,) = await stores.queue.claim_due(time.time() + 0.01, 10, 300)
+    assert again.delivery_id == held.delivery_id
