@@ -25,6 +25,7 @@ __all__ = ["HttpSender"]
 # still lets receivers move without us pinning a stale address for long.
 _DNS_CACHE_TTL_S = 10
 _READ_CHUNK = 1024
+_CHECKED_URLS = 10_000  # endpoint URLs are configuration: few, so the memo stays small
 
 
 class HttpSender:
@@ -46,6 +47,7 @@ class HttpSender:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
+        self._checked_urls: dict[str, tuple[URL, str | None]] = {}
 
     async def start(self) -> None:
         if self._session is not None:
@@ -80,6 +82,22 @@ class HttpSender:
             # TCPConnector only closes resolvers it created itself.
             await resolver.close()
 
+    def _check(self, url: str) -> tuple[URL, str | None]:
+        """The URL parsed once, with why it is refused (or None). The verdict on a URL is fixed
+        for a policy (names are checked again at every resolution), so it is kept."""
+        try:
+            # Hand aiohttp the same URL object, so the guard and the client cannot disagree
+            # about which host it names.
+            target = URL(url)
+            check_url(target, self._policy)
+            verdict: tuple[URL, str | None] = (target, None)
+        except (BlockedDestination, ValueError) as exc:
+            verdict = (URL(), str(exc))
+        if len(self._checked_urls) >= _CHECKED_URLS:
+            self._checked_urls.clear()
+        self._checked_urls[url] = verdict
+        return verdict
+
     # The timeout is per receiver and part of the dispatcher's Sender contract.
     async def send(
         self,
@@ -109,13 +127,12 @@ class HttpSender:
                 error=message,
             )
 
-        try:
-            # Parse once and hand aiohttp the same URL object, so the guard and the client
-            # cannot disagree about which host it names.
-            target = URL(url)
-            check_url(target, self._policy)
-        except (BlockedDestination, ValueError) as exc:
-            return error(str(exc))
+        checked = self._checked_urls.get(url)
+        if checked is None:
+            checked = self._check(url)
+        target, refusal = checked
+        if refusal is not None:
+            return error(refusal)
 
         request_headers: CIMultiDict[str] = CIMultiDict(headers)
         request_headers.setdefault("Content-Type", "application/json")
