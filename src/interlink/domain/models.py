@@ -84,3 +84,4 @@ class Event(msgspec.Struct, frozen=True):
     raw: bytes  # the body as received, kept for audit and replay
     headers: dict[str, str]
     seq: int = 0
+    trace_context: str | None = None  # W3C traceparent of the request that brought it

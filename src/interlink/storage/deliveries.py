@@ -80,6 +80,16 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
+def _strip_nul(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """PostgreSQL text cannot hold NUL, which a receiver's answer may: U+FFFD stands in for it
+    in these excerpts (already lossy), rather than the whole settlement batch failing."""
+    for row in rows:
+        for column in columns:
+            value = row.get(column)
+            if value is not None and "\x00" in value:
+                row[column] = value.replace("\x00", "\ufffd")
+
+
 class Deliveries:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -109,7 +119,12 @@ class Deliveries:
             sa.select(deliveries.c.id)
             .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
             .where(
-                deliveries.c.status.in_(DUE_STATUSES),
+                # Inline literals, not bound parameters: under a generic plan (asyncpg prepares
+                # statements) PostgreSQL can only use the partial index ix_deliveries_due_active
+                # when the query names its statuses as constants.
+                deliveries.c.status.in_(
+                    sa.bindparam("due_statuses", DUE_STATUSES, expanding=True, literal_execute=True)
+                ),
                 deliveries.c.next_attempt_at <= now,
                 endpoints.c.status == EndpointStatus.ACTIVE.value,
                 endpoints.c.deleted_at.is_(None),
@@ -149,6 +164,7 @@ class Deliveries:
                     endpoints.c.secret,
                     endpoints.c.timeout_seconds,
                     endpoints.c.retry_schedule,
+                    events.c.trace_context,
                 )
                 .join(events, events.c.id == deliveries.c.event_id)
                 .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
@@ -169,6 +185,7 @@ class Deliveries:
                     secret=r.secret,
                     timeout_seconds=r.timeout_seconds,
                     retry_schedule=tuple(r.retry_schedule),
+                    trace_context=r.trace_context,
                 )
                 for r in rows
             ]
@@ -179,6 +196,9 @@ class Deliveries:
             return
         now = time.time()
         rows = settlement(batch, now)
+        if not self.db.is_sqlite:
+            _strip_nul(rows.attempts, ("error", "response_excerpt"))
+            _strip_nul(rows.deliveries, ("last_error",))
         async with self.db.write() as conn:
             await conn.execute(attempts.insert(), rows.attempts)
             # Only while our lease holds: a delivery retaken after a lapse is the new holder's.
@@ -295,11 +315,18 @@ class Deliveries:
                 return None
             if row.status == DeliveryStatus.IN_FLIGHT.value:
                 raise RetryRefused("the delivery is being sent right now")
-            await conn.execute(
+            # Not in flight at the write either: on PostgreSQL a dispatcher may claim it between
+            # the read above and this update (SQLite's single writer rules that out).
+            result = await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.status != DeliveryStatus.IN_FLIGHT.value,
+                )
                 .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, updated_at=now)
             )
+            if result.rowcount == 0:
+                raise RetryRefused("the delivery is being sent right now")
         return await self.get(tenant_id, delivery_id)
 
     async def replay(

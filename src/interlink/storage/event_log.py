@@ -42,6 +42,7 @@ def _event(row: Any) -> Event:
         raw=bytes(row.raw),
         headers=dict(row.headers),
         seq=row.seq,
+        trace_context=row.trace_context,
     )
 
 

@@ -59,6 +59,7 @@ class Claimed(msgspec.Struct, frozen=True):
     secret: str
     timeout_seconds: float
     retry_schedule: tuple[float, ...]
+    trace_context: str | None = None
 
 
 class Settled(msgspec.Struct, frozen=True):

@@ -26,6 +26,7 @@ def event_row(e: Event) -> dict[str, Any]:
         "data": e.data,
         "raw": e.raw,
         "headers": e.headers,
+        "trace_context": e.trace_context,
     }
 
 

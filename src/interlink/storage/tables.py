@@ -94,6 +94,7 @@ events = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("trace_context", sa.String(100)),
     sa.UniqueConstraint("source_id", "idempotency_key", name="uq_events_source_idempotency"),
     sa.Index("ix_events_tenant_id", "tenant_id", "id"),
 )

@@ -31,7 +31,7 @@ _ACTIVE_DUE = (
 )
 _CLAIMABLE = (
     "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.attempt_count, ev.type, ev.data,"
-    " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule"
+    " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context"
     " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
     " JOIN events ev ON ev.id = d.event_id" + _ACTIVE_DUE
 )
@@ -100,6 +100,7 @@ class SqliteDeliveryQueue:
                     secret=r[9],
                     timeout_seconds=r[10],
                     retry_schedule=_schedule.decode(r[11]),
+                    trace_context=r[12],
                 )
                 for r in rows
             ]

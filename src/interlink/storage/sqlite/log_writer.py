@@ -14,8 +14,9 @@ from interlink.storage.sqlite.driver import SqliteDriver
 
 _INSERT = (
     "INSERT INTO events (id, tenant_id, source_id, idempotency_key, type, key, received_at,"
-    " occurred_at, data, raw, headers) VALUES (:id, :tenant_id, :source_id, :idempotency_key,"
-    " :type, :key, :received_at, :occurred_at, :data, :raw, :headers)"
+    " occurred_at, data, raw, headers, trace_context) VALUES (:id, :tenant_id, :source_id,"
+    " :idempotency_key, :type, :key, :received_at, :occurred_at, :data, :raw, :headers,"
+    " :trace_context)"
     " ON CONFLICT (source_id, idempotency_key) DO NOTHING"
 )
 _FIRST = "SELECT id FROM events WHERE source_id = ? AND idempotency_key = ?"
