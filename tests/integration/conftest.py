@@ -1,10 +1,15 @@
 """In-process fixtures: a real Interlink (SQLite file, workers running) behind an ASGI client,
-and real receivers on loopback."""
+and real receivers on loopback.
+
+``INTERLINK_TEST_BACKEND=postgres`` (opt-in; needs ``INTERLINK_TEST_POSTGRES_URL``, see
+tests/conftest.py) builds the settings on a fresh PostgreSQL database per test instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -72,9 +77,38 @@ async def receiver_factory() -> AsyncIterator[Callable[..., Any]]:
         await r.stop()
 
 
+BACKEND_ENV = "INTERLINK_TEST_BACKEND"
+# The fresh PostgreSQL database of the running test, set by `_backend_database`.
+_DATABASE_URL_ENV = "INTERLINK_TEST_DATABASE_URL"
+
+
+def database_backend() -> str:
+    backend = os.environ.get(BACKEND_ENV, "").strip().lower() or "sqlite"
+    if backend not in ("sqlite", "postgres"):
+        raise pytest.UsageError(f"{BACKEND_ENV}={backend!r}: 'sqlite' (default) or 'postgres'")
+    return backend
+
+
+@pytest.fixture(autouse=True)
+def _backend_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the PostgreSQL backend, a fresh database for the test (dropped after it), which
+    `settings_for` then uses."""
+    if database_backend() == "postgres":
+        monkeypatch.setenv(_DATABASE_URL_ENV, request.getfixturevalue("postgres_database"))
+
+
+def _database_url(tmp_path: Path) -> str:
+    if database_backend() == "sqlite":
+        return f"sqlite:///{tmp_path}/interlink.db"
+    url = os.environ.get(_DATABASE_URL_ENV)
+    if not url:
+        raise RuntimeError(f"{BACKEND_ENV}=postgres: no test database here (tests/integration)")
+    return url
+
+
 def settings_for(tmp_path: Path, **overrides: Any) -> config.Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path}/interlink.db",
+        "database_url": _database_url(tmp_path),
         "admin_key": ADMIN,
         "outbound_allow_networks": ["127.0.0.0/8", "::1/128"],
         "poll_interval_seconds": 0.2,

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.conftest import Harness, eventually, settings_for, signed
+from tests.integration.conftest import (
+    Harness,
+    database_backend,
+    eventually,
+    settings_for,
+    signed,
+)
 
 from interlink.app import Interlink
 
@@ -117,6 +123,10 @@ async def test_restart_resumes_scheduled_retries(
         await second.stop()
 
 
+@pytest.mark.skipif(
+    database_backend() == "postgres",
+    reason="the one-process lock is SQLite's; PostgreSQL scales out",
+)
 async def test_a_second_process_on_the_same_sqlite_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
