@@ -115,3 +115,27 @@ async def test_group_commit_failure_fails_only_that_batch(log: EventLog) -> None
         assert not (await commit.submit(event("x"))).duplicate
     finally:
         await commit.stop()
+
+
+async def test_one_refused_event_does_not_fail_its_batch(log: EventLog) -> None:
+    original = log.append
+
+    async def refuses_poison(batch):  # type: ignore[no-untyped-def]
+        if any(e.idempotency_key == "poison" for e in batch):
+            raise ValueError("the store refuses this row")
+        return await original(batch)
+
+    log.append = refuses_poison  # type: ignore[method-assign]
+    commit = GroupCommit(log)
+    commit.start()
+    try:
+        keys = [f"k{i}" for i in range(50)]
+        keys[17] = "poison"
+        results = await asyncio.gather(
+            *(commit.submit(event(k)) for k in keys), return_exceptions=True
+        )
+    finally:
+        await commit.stop()
+    failed = [k for k, r in zip(keys, results, strict=True) if isinstance(r, Exception)]
+    assert failed == ["poison"]
+    assert await log.count() == 49

@@ -80,3 +80,19 @@ def test_extract_never_fails_with_anything_but_envelope_error(
             continue
         assert out.idempotency_key
         msgspec.json.decode(out.data)  # always valid JSON
+
+
+@pytest.mark.parametrize(
+    ("headers", "key", "words"),
+    [
+        ({"webhook-id": "msg\x00"}, "b1", "event id contains a control character"),
+        ({"webhook-id": "msg\n1"}, "b1", "event id contains a control character"),
+        ({"webhook-id": "m1"}, "b\x001", "ordering key contains a control character"),
+        ({"webhook-id": "m1"}, "b" * 256, "ordering key is longer than 255"),
+    ],
+)
+def test_identifiers_must_be_identifiers(headers: dict[str, str], key: str, words: str) -> None:
+    payload = {"type": "booking.created", "data": {"id": key}}
+    body = msgspec.json.encode(payload)
+    with pytest.raises(EnvelopeError, match=words):
+        extract(payload, body, headers, Envelope(key_path="data.id"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -12,6 +13,9 @@ from interlink.domain.models import Envelope
 from interlink.domain.patterns import InvalidPattern, validate_event_type
 
 MAX_IDEMPOTENCY_KEY = 255
+MAX_KEY = 255
+# Identifiers, not text: no control characters (PostgreSQL text cannot even hold NUL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class EnvelopeError(ValueError):
@@ -60,6 +64,13 @@ def _occurred_at(payload: object) -> float | None:
     return None
 
 
+def _check_identifier(what: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise EnvelopeError(f"the {what} is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise EnvelopeError(f"the {what} contains a control character")
+
+
 def extract(
     payload: object, body: bytes, headers: Mapping[str, str], envelope: Envelope
 ) -> Extracted:
@@ -69,8 +80,8 @@ def extract(
         partner_id = headers.get(where.lower()) or None
     elif kind == "json":
         partner_id = _scalar(lookup(payload, where))
-    if partner_id is not None and len(partner_id) > MAX_IDEMPOTENCY_KEY:
-        raise EnvelopeError(f"the event id is longer than {MAX_IDEMPOTENCY_KEY} characters")
+    if partner_id is not None:
+        _check_identifier("event id", partner_id, MAX_IDEMPOTENCY_KEY)
     idempotency_key = partner_id or "sha256:" + hashlib.sha256(body).hexdigest()
 
     event_type = _scalar(lookup(payload, envelope.type_path)) or envelope.default_type
@@ -82,6 +93,8 @@ def extract(
         raise EnvelopeError(str(exc)) from None
 
     key = _scalar(lookup(payload, envelope.key_path)) if envelope.key_path else None
+    if key is not None:
+        _check_identifier("ordering key", key, MAX_KEY)
 
     data_node: object = payload
     if envelope.data_path:

@@ -10,8 +10,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+import structlog
+
 from interlink.domain.models import Event
 from interlink.storage.ports import Appended, LogWriter
+
+log = structlog.get_logger("interlink.ingress")
 
 
 class GroupCommit:
@@ -47,15 +51,28 @@ class GroupCommit:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                results = await self._log.append([event for event, _ in batch])
-            except Exception as exc:  # the requests answer 503; the batcher lives on
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            if await self._commit(batch) or len(batch) == 1:
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-            if self._on_commit is not None:
-                self._on_commit()
+            # The batch failed as a whole: one event the store refuses must not turn its
+            # neighbours' answers into 503s, so each goes again in a transaction of its own.
+            for item in batch:
+                await self._commit([item])
+
+    async def _commit(self, batch: list[tuple[Event, asyncio.Future[Appended]]]) -> bool:
+        """Appends a batch and answers its requests; False (nothing answered) if it failed."""
+        try:
+            results = await self._log.append([event for event, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                return False
+            log.warning("ingest.append_failed", error=type(exc).__name__)
+            _, future = batch[0]
+            if not future.done():
+                future.set_exception(exc)  # the request answers 503; the batcher lives on
+            return True
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        if self._on_commit is not None:
+            self._on_commit()
+        return True
