@@ -14,9 +14,11 @@ import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import structlog
 import uvicorn
@@ -28,8 +30,12 @@ from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.signing import signature_headers
+from interlink.domain.volume import VolumeConfig
 from interlink.ingress.app import IngestApp, SourceCache
 from interlink.ingress.group_commit import GroupCommit
+from interlink.observability import tracing
+from interlink.observability.metrics import Metrics, MetricsEndpoint, StateCollector
+from interlink.observability.volume_monitor import VolumeMonitor
 from interlink.routing.router import Router
 from interlink.storage import migrate
 from interlink.storage.database import Database, sqlite_path
@@ -104,6 +110,22 @@ class Interlink:
             log_writer = SqliteLogWriter(self._driver)
             queue = SqliteDeliveryQueue(self._driver)
         self.log_writer, self.queue = log_writer, queue
+        self.metrics = Metrics()
+        self.metrics_endpoint = MetricsEndpoint(
+            self.metrics, StateCollector(self.db), settings.metrics_token
+        )
+        self.volume = VolumeMonitor(
+            self.db,
+            self.metrics,
+            VolumeConfig(
+                window_seconds=settings.volume_window_seconds,
+                drop_ratio=settings.volume_drop_ratio,
+                recover_ratio=settings.volume_recover_ratio,
+                min_expected=settings.volume_min_expected,
+            ),
+            tz=UTC if settings.volume_timezone == "UTC" else ZoneInfo(settings.volume_timezone),
+        )
+        self._on_settled = on_settled
         self.outbound = OutboundPolicy(allow_networks=tuple(settings.outbound_allow_networks))
         self.sender = HttpSender(self.outbound)
         self.dispatcher = Dispatcher(
@@ -113,7 +135,7 @@ class Interlink:
             concurrency=settings.delivery_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
             poll_interval=settings.poll_interval_seconds,
-            on_settled=on_settled,
+            on_settled=self._settled,
         )
         self.router = Router(
             self.log_writer,
@@ -123,7 +145,7 @@ class Interlink:
             on_routed=self.dispatcher.wake,
         )
         self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
-        self.ingest = IngestApp(SourceCache(self.management), self.commit)
+        self.ingest = IngestApp(SourceCache(self.management), self.commit, self.metrics)
         self.api = create_api(
             ApiContext(
                 settings=settings,
@@ -136,15 +158,28 @@ class Interlink:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._lock: IO[str] | None = None
+        self._tracing = False
+
+    def _settled(self, s: Settled) -> None:
+        # Runs after the attempt's settlement is durable: what is counted is what is recorded.
+        self.metrics.record_settled(s)
+        if self._on_settled is not None:
+            self._on_settled(s)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         # The ingest route skips the framework: it is the hot path.
         if scope["type"] == "http" and scope["path"].startswith("/in/"):
             await self.ingest(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/metrics":
+            await self.metrics_endpoint(scope, receive, send)
         else:
             await self.api(scope, receive, send)  # type: ignore[arg-type]
 
     async def start(self) -> None:
+        # First, so a bad OTEL_* setting fails before anything runs. A tracer installed already
+        # (by a test, or a program embedding Interlink) is left as it is.
+        if not tracing.enabled() and tracing.wanted(self.settings.tracing):
+            self._tracing = tracing.configure(self.settings.tracing)
         if self._sqlite is not None:
             self._lock = _lock_sqlite(self._sqlite)
         await asyncio.to_thread(migrate.upgrade, self.settings.database_url)
@@ -160,6 +195,8 @@ class Interlink:
             asyncio.create_task(self.router.run(), name="router"),
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
         ]
+        if self.settings.volume_monitor:
+            self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
 
     async def stop(self) -> None:
         await self.commit.stop()
@@ -169,6 +206,8 @@ class Interlink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.sender.close()
+        if self._tracing:
+            tracing.shutdown()  # exports the spans still buffered
         if self._driver is not None:
             await self._driver.close()
         await self.db.close()

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -210,6 +211,59 @@ def events_tail(
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
+
+
+def format_timeline(timeline: dict[str, Any]) -> list[str]:
+    """One line per step, readable in a terminal: time, step, what happened."""
+    lines = [f"event {timeline['event_id']}"]
+    for step in timeline["steps"]:
+        kind, at = step["step"], step["at"] or "-"
+        if kind == "received":
+            source = step["source_id"] + (
+                f" ({step['source_name']})" if step["source_name"] else ""
+            )
+            how = step["verifier"] or "?"
+            if step["signature_headers"]:
+                how += f" via {step['signature_headers']}"
+            what = f"{step['type']} from {source}, verified by {how}"
+            if step.get("trace_id"):
+                what += f"  trace {step['trace_id']}"
+        elif kind == "routed":
+            where = f" {step['endpoint_url']}" if step["endpoint_url"] else ""
+            what = f"{step['delivery_id']} -> {step['endpoint_id']}{where}"
+        elif kind == "attempt":
+            code = step["status_code"] if step["status_code"] is not None else "---"
+            what = (
+                f"#{step['number']} {step['endpoint_id']}  {code} {step['outcome']}"
+                f"  {step['latency_ms']:.0f} ms"
+            )
+            if step["error"]:
+                what += f"  {step['error']}"
+        else:
+            kind = "state"
+            what = (
+                f"{step['delivery_id']} {step['status']} after {step['attempt_count']} attempt(s)"
+            )
+            if step["next_attempt_at"]:
+                what += f", next at {step['next_attempt_at']}"
+        lines.append(f"{at}  {kind:<9} {what}")
+    return lines
+
+
+@events_app.command("timeline")
+def events_timeline(
+    event_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Every step of one event: received, routed, each attempt, each delivery's state."""
+    with _client(config) as c:
+        timeline = _call(c, "GET", f"/api/v1/events/{quote(event_id, safe='')}/timeline")
+    if as_json:
+        _print(timeline)
+        return
+    for line in format_timeline(timeline):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -37,6 +37,19 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     poll_interval_seconds: float = 1.0
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    # GET /metrics answers only with `Authorization: Bearer <metrics_token>` when set. It names
+    # tenants, sources and endpoints by id: keep it off the public listener either way.
+    metrics_token: str | None = None
+    # OpenTelemetry traces; also on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is
+    # set (the exporter is configured by the standard OTEL_* variables).
+    tracing: bool = False
+    # Volume-drop detection per source (observability/volume_monitor.py, domain/volume.py).
+    volume_monitor: bool = True
+    volume_window_seconds: float = 900.0
+    volume_drop_ratio: float = 0.25  # dropped below this share of the expected volume
+    volume_recover_ratio: float = 0.6  # recovered at or above this share
+    volume_min_expected: float = 50.0  # windows expecting fewer events are not judged
+    volume_timezone: str = "UTC"  # where the day's hours and the weekend are
 
     @property
     def public_url(self) -> str:

@@ -19,6 +19,7 @@ from interlink.api.configuration import (
     TenantController,
 )
 from interlink.api.context import ApiContext
+from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
 
@@ -86,6 +87,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             EndpointController,
             SubscriptionController,
             EventController,
+            EventTimelineController,
             DeliveryController,
             openapi,
             healthz,

@@ -18,6 +18,8 @@ import structlog
 
 from interlink.domain.delivery import AttemptResult, DeliveryStatus, decide
 from interlink.domain.retry import RetryPolicy
+from interlink.observability import tracing
+from interlink.observability.logging import bind_ids
 from interlink.storage.ports import Claimed, DeliveryQueue, Settled
 
 log = structlog.get_logger("interlink.dispatcher")
@@ -114,9 +116,26 @@ class Dispatcher:
     async def _attempt(self, c: Claimed) -> None:
         body = webhook_body(c.event_type, c.received_at, c.event_data)
         started = time.time()
-        # webhook-id is the event id: stable across retries, so receivers can dedupe.
-        headers = self._sign(c.secret, c.event_id, int(started), body)
-        result = await self._sender.send(c.url, body, headers, c.timeout_seconds)
+        with (
+            bind_ids(
+                tenant_id=c.tenant_id,
+                event_id=c.event_id,
+                endpoint_id=c.endpoint_id,
+                delivery_id=c.delivery_id,
+            ),
+            tracing.attempt_span(
+                c.trace_context,
+                c.endpoint_id,
+                delivery_id=c.delivery_id,
+                event_id=c.event_id,
+                attempt=c.attempt_count + 1,
+            ) as span,
+        ):
+            # webhook-id is the event id: stable across retries, so receivers can dedupe.
+            headers = self._sign(c.secret, c.event_id, int(started), body)
+            tracing.inject(headers)
+            result = await self._sender.send(c.url, body, headers, c.timeout_seconds)
+            tracing.record_attempt(span, result.outcome, result.status_code, result.error)
         decision = decide(c.attempt_count, result, RetryPolicy(schedule=c.retry_schedule))
         self._settled.append(Settled(c, started, result, decision))
         self._settle_wake.set()

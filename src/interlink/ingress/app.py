@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from interlink import problems
 from interlink.domain.envelope import EnvelopeError, extract
@@ -19,7 +20,11 @@ from interlink.domain.ids import new_id
 from interlink.domain.models import Event, Source
 from interlink.ingress.group_commit import GroupCommit
 from interlink.ingress.verifiers import VerificationError, get_verifier
+from interlink.observability import tracing
+from interlink.observability.logging import bind_ids
+from interlink.observability.metrics import Metrics, rejection_reason
 from interlink.storage.management import Management
+from interlink.storage.ports import Appended
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -74,18 +79,36 @@ def kept_headers(headers: dict[str, str]) -> dict[str, str]:
     return kept
 
 
+class _Request:
+    """What one ingest request came to, for its metrics and its span."""
+
+    __slots__ = ("appended", "source_id", "span")
+
+    def __init__(self) -> None:
+        self.source_id: str | None = None
+        self.appended: Appended | None = None
+        self.span: Span = INVALID_SPAN
+
+
 class IngestApp:
-    def __init__(self, sources: SourceCache, commit: GroupCommit) -> None:
+    def __init__(
+        self, sources: SourceCache, commit: GroupCommit, metrics: Metrics | None = None
+    ) -> None:
         self._sources = sources
         self._commit = commit
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = _Request()
+        reason: str | None = None
         try:
-            status, body, ctype = await self._handle(scope, receive)
+            status, body, ctype = await self._handle(scope, receive, request)
         except _Reject as reject:
             status = reject.status
             body = problems.encode(problems.problem(reject.status, reject.detail, reject.kind))
             ctype = problems.CONTENT_TYPE
+            reason = rejection_reason(reject.status, reject.kind)
         await send(
             {
                 "type": "http.response.start",
@@ -97,16 +120,38 @@ class IngestApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        appended = request.appended
+        if self._metrics is not None:
+            outcome = "rejected"
+            if appended is not None:
+                outcome = "duplicate" if appended.duplicate else "accepted"
+            self._metrics.ingest(request.source_id, outcome, reason, time.perf_counter() - started)
+        tracing.end_ingest_span(
+            request.span,
+            status,
+            event_id=appended.event_id if appended else None,
+            duplicate=appended.duplicate if appended else None,
+            reason=reason,
+        )
 
-    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str]:
+    async def _handle(
+        self, scope: Scope, receive: Receive, request: _Request
+    ) -> tuple[int, bytes, str]:
         if scope["method"] != "POST":
             raise _Reject(405, "webhooks are sent with POST")
         source_id = scope["path"].removeprefix("/in/").strip("/")
         source = await self._sources.get(source_id) if source_id else None
         if source is None:
             raise _Reject(404, f"no source '{source_id[:64]}'", "unknown-source")
+        request.source_id = source.id
+        with bind_ids(tenant_id=source.tenant_id, source_id=source.id):
+            return await self._accept(source, scope, receive, request)
 
+    async def _accept(
+        self, source: Source, scope: Scope, receive: Receive, request: _Request
+    ) -> tuple[int, bytes, str]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request.span, traceparent = tracing.start_ingest_span(headers, source.id)
         body = await _read_body(headers, receive, source.max_body_bytes)
         now = time.time()
         try:
@@ -141,6 +186,7 @@ class IngestApp:
             data=fields.data,
             raw=body,
             headers=kept_headers(headers),
+            trace_context=traceparent,
         )
         try:
             appended = await self._commit.submit(event)
@@ -149,6 +195,7 @@ class IngestApp:
             raise _Reject(
                 503, "the event store is unavailable; retry later", "unavailable"
             ) from None
+        request.appended = appended
         answer = msgspec.json.encode({"id": appended.event_id, "duplicate": appended.duplicate})
         return 202, answer, "application/json"
 
