@@ -18,7 +18,7 @@ from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.ids import new_id
 from interlink.domain.models import EndpointStatus
 from interlink.storage.database import Database
-from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
 from interlink.storage.rows import GONE_REASON, delivery_rows, settlement
 from interlink.storage.tables import attempts, cursors, deliveries, endpoints, events
@@ -273,10 +273,7 @@ class Deliveries:
             query = query.where(deliveries.c.created_at >= where.created_after)
         if where.created_before is not None:
             query = query.where(deliveries.c.created_at < where.created_before)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(paginate(query, deliveries.c.id, page))).all()
-        items = [_delivery(r) for r in rows[: page.limit]]
-        return items, next_cursor(rows, page, items[-1].id if items else None)
+        return await fetch_page(self.db, query, deliveries.c.id, page, _delivery)
 
     async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
         query = (

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from interlink.domain.models import Event
 from interlink.storage.database import Database
-from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import Appended, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.tables import cursors, events
@@ -107,10 +107,7 @@ class EventLog:
             query = query.where(events.c.received_at >= where.received_after)
         if where.received_before is not None:
             query = query.where(events.c.received_at < where.received_before)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(paginate(query, events.c.id, page))).all()
-        items = [_event(r) for r in rows[: page.limit]]
-        return items, next_cursor(rows, page, items[-1].id if items else None)
+        return await fetch_page(self.db, query, events.c.id, page, _event)
 
     async def count(self) -> int:
         async with self.db.read() as conn:

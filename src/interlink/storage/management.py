@@ -25,12 +25,16 @@ from interlink.domain.models import (
 )
 from interlink.domain.retry import RetryPolicy
 from interlink.storage.database import Database
-from interlink.storage.pagination import Page, next_cursor, paginate
+from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.tables import api_keys, endpoints, sources, subscriptions, tenants
 
 
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(row.id, row.name, row.created_at)
 
 
 def _source(row: Any) -> Source:
@@ -122,13 +126,10 @@ class Management:
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         async with self.db.read() as conn:
             row = (await conn.execute(tenants.select().where(tenants.c.id == tenant_id))).first()
-        return None if row is None else Tenant(row.id, row.name, row.created_at)
+        return None if row is None else _tenant(row)
 
     async def list_tenants(self, page: Page) -> tuple[list[Tenant], str | None]:
-        async with self.db.read() as conn:
-            rows = (await conn.execute(paginate(tenants.select(), tenants.c.id, page))).all()
-        items = [Tenant(r.id, r.name, r.created_at) for r in rows[: page.limit]]
-        return items, next_cursor(rows, page, items[-1].id if items else None)
+        return await fetch_page(self.db, tenants.select(), tenants.c.id, page, _tenant)
 
     # sources -----------------------------------------------------------------------------------
 
@@ -176,10 +177,7 @@ class Management:
         query = sources.select().where(
             sources.c.tenant_id == tenant_id, sources.c.deleted_at.is_(None)
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(paginate(query, sources.c.id, page))).all()
-        items = [_source(r) for r in rows[: page.limit]]
-        return items, next_cursor(rows, page, items[-1].id if items else None)
+        return await fetch_page(self.db, query, sources.c.id, page, _source)
 
     async def delete_source(self, tenant_id: str, source_id: str) -> bool:
         return await self._soft_delete(sources, tenant_id, source_id)
@@ -242,10 +240,7 @@ class Management:
         query = endpoints.select().where(
             endpoints.c.tenant_id == tenant_id, endpoints.c.deleted_at.is_(None)
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(paginate(query, endpoints.c.id, page))).all()
-        items = [_endpoint(r) for r in rows[: page.limit]]
-        return items, next_cursor(rows, page, items[-1].id if items else None)
+        return await fetch_page(self.db, query, endpoints.c.id, page, _endpoint)
 
     async def update_endpoint(
         self, tenant_id: str, endpoint_id: str, changes: Mapping[str, Any]
@@ -320,10 +315,7 @@ class Management:
         )
         if endpoint_id:
             query = query.where(subscriptions.c.endpoint_id == endpoint_id)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(paginate(query, subscriptions.c.id, page))).all()
-        items = [_subscription(r) for r in rows[: page.limit]]
-        return items, next_cursor(rows, page, items[-1].id if items else None)
+        return await fetch_page(self.db, query, subscriptions.c.id, page, _subscription)
 
     async def subscriptions_for(self, tenant_ids: Sequence[str]) -> list[Subscription]:
         """Live subscriptions of these tenants whose endpoint still exists (for the router)."""

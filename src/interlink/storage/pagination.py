@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from interlink.storage.database import Database
 
 
 class InvalidCursor(ValueError):
@@ -44,3 +47,25 @@ def paginate(query: sa.Select[Any], id_column: sa.ColumnElement[Any], page: Page
 
 def next_cursor(rows: Sequence[Any], page: Page, last_id: str | None) -> str | None:
     return encode_cursor(last_id) if len(rows) > page.limit and last_id else None
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_HasId)
+
+
+async def fetch_page(
+    db: Database,
+    query: sa.Select[Any],
+    id_column: sa.ColumnElement[Any],
+    page: Page,
+    convert: Callable[[Any], T],
+) -> tuple[list[T], str | None]:
+    """One page of ``query``, newest first, and the cursor of the next page (or None)."""
+    async with db.read() as conn:
+        rows = (await conn.execute(paginate(query, id_column, page))).all()
+    items = [convert(r) for r in rows[: page.limit]]
+    return items, next_cursor(rows, page, items[-1].id if items else None)
