@@ -10,7 +10,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 
 from interlink.api.auth import Principal, require_admin, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import page
+from interlink.api.params import found, page
 from interlink.api.schemas import (
     ApiKeyCreated,
     EndpointCreated,
@@ -56,9 +56,7 @@ class TenantController(Controller):
     async def get_(self, tenant_id: str, principal: Principal, ctx: ApiContext) -> TenantOut:
         if not principal.is_admin and principal.tenant_id != tenant_id:
             raise NotFoundException(f"no tenant '{tenant_id}'")
-        tenant = await ctx.management.get_tenant(tenant_id)
-        if tenant is None:
-            raise NotFoundException(f"no tenant '{tenant_id}'")
+        tenant = found(await ctx.management.get_tenant(tenant_id), "tenant", tenant_id)
         return TenantOut.of(tenant)
 
     @post("/{tenant_id:str}/keys", summary="Create another API key for a tenant (admin)")
@@ -108,9 +106,11 @@ class SourceController(Controller):
 
     @get("/{source_id:str}", summary="Get a source")
     async def get_(self, source_id: str, principal: Principal, ctx: ApiContext) -> SourceOut:
-        source = await ctx.management.get_source(source_id, require_tenant(principal))
-        if source is None:
-            raise NotFoundException(f"no source '{source_id}'")
+        source = found(
+            await ctx.management.get_source(source_id, require_tenant(principal)),
+            "source",
+            source_id,
+        )
         return SourceOut.of(source, ctx.settings.public_url)
 
     @delete("/{source_id:str}", summary="Delete a source (its events are kept)")
@@ -174,9 +174,11 @@ class EndpointController(Controller):
 
     @get("/{endpoint_id:str}", summary="Get an endpoint")
     async def get_(self, endpoint_id: str, principal: Principal, ctx: ApiContext) -> EndpointOut:
-        endpoint = await ctx.management.get_endpoint(require_tenant(principal), endpoint_id)
-        if endpoint is None:
-            raise NotFoundException(f"no endpoint '{endpoint_id}'")
+        endpoint = found(
+            await ctx.management.get_endpoint(require_tenant(principal), endpoint_id),
+            "endpoint",
+            endpoint_id,
+        )
         return EndpointOut.of(endpoint)
 
     @patch("/{endpoint_id:str}", summary="Change an endpoint: url, status (pause, enable), retries")
@@ -196,9 +198,11 @@ class EndpointController(Controller):
             changes["disabled_reason"] = (
                 "disabled by an operator" if changes["status"] is EndpointStatus.DISABLED else None
             )
-        endpoint = await ctx.management.update_endpoint(tenant_id, endpoint_id, changes)
-        if endpoint is None:
-            raise NotFoundException(f"no endpoint '{endpoint_id}'")
+        endpoint = found(
+            await ctx.management.update_endpoint(tenant_id, endpoint_id, changes),
+            "endpoint",
+            endpoint_id,
+        )
         return EndpointOut.of(endpoint)
 
     @delete("/{endpoint_id:str}", summary="Delete an endpoint (its deliveries are kept)")
@@ -243,9 +247,11 @@ class SubscriptionController(Controller):
     async def get_(
         self, subscription_id: str, principal: Principal, ctx: ApiContext
     ) -> SubscriptionOut:
-        sub = await ctx.management.get_subscription(require_tenant(principal), subscription_id)
-        if sub is None:
-            raise NotFoundException(f"no subscription '{subscription_id}'")
+        sub = found(
+            await ctx.management.get_subscription(require_tenant(principal), subscription_id),
+            "subscription",
+            subscription_id,
+        )
         return SubscriptionOut.of(sub)
 
     @delete("/{subscription_id:str}", summary="Delete a subscription")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
-from litestar.exceptions import ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 
 from interlink.storage.pagination import InvalidCursor, Page, decode_cursor
 
@@ -39,3 +40,13 @@ def instant(name: str, value: str | None) -> float | None:
     if parsed.tzinfo is None:
         raise ValidationException(f"{name} needs a time zone, e.g. 'Z'")
     return parsed.timestamp()
+
+
+T = TypeVar("T")
+
+
+def found(value: T | None, kind: str, ident: str) -> T:
+    """The resource, or a 404 that names what was not found (another tenant's is not found)."""
+    if value is None:
+        raise NotFoundException(f"no {kind} '{ident}'")
+    return value

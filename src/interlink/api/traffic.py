@@ -8,7 +8,7 @@ from litestar.exceptions import ClientException, NotFoundException
 
 from interlink.api.auth import Principal, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import instant, page
+from interlink.api.params import found, instant, page
 from interlink.api.schemas import (
     AttemptOut,
     DeliveryOut,
@@ -129,9 +129,11 @@ class DeliveryController(Controller):
 
     @get("/{delivery_id:str}", summary="Get a delivery")
     async def get_(self, delivery_id: str, principal: Principal, ctx: ApiContext) -> DeliveryOut:
-        delivery = await ctx.deliveries.get(require_tenant(principal), delivery_id)
-        if delivery is None:
-            raise NotFoundException(f"no delivery '{delivery_id}'")
+        delivery = found(
+            await ctx.deliveries.get(require_tenant(principal), delivery_id),
+            "delivery",
+            delivery_id,
+        )
         return DeliveryOut.of(delivery)
 
     @get("/{delivery_id:str}/attempts", summary="Every attempt of a delivery, first to last")
