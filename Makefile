@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test lint typecheck clean
+.PHONY: demo up test lint typecheck bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -15,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
 demo: $(STAMP)  ## run Interlink on SQLite with a live demo (Ctrl-C stops it)
 	$(BIN)/interlink up --demo
 
@@ -22,14 +27,22 @@ up: $(STAMP)
 	$(BIN)/interlink up
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck  ## the whole test suite: lint, types, unit, integration, e2e
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The benchmark (docs/benchmarks.md): Interlink against a FastAPI + Celery + Redis baseline on
+# loopback, both measured in the same run; installs Debian's redis-server if it is missing.
+bench: $(BENCH_STAMP)  ## the full benchmark (about 10 minutes): prints the table
+	$(BIN)/python -m bench.run
+
+bench-smoke: $(BENCH_STAMP)  ## a few seconds of load on each system; fails on a lost event
+	$(BIN)/python -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Baselines: the same workload as a team would build it without Interlink."""

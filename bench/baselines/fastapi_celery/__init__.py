@@ -1,0 +1,1 @@
+"""FastAPI + Celery (Redis broker): ingest, dedupe, enqueue in the web app; delivery in workers."""
