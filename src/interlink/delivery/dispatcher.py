@@ -19,7 +19,6 @@ import structlog
 from interlink.domain.delivery import AttemptResult, DeliveryStatus, decide
 from interlink.domain.retry import RetryPolicy
 from interlink.observability import tracing
-from interlink.observability.logging import bind_ids
 from interlink.storage.ports import Claimed, DeliveryQueue, Settled
 
 log = structlog.get_logger("interlink.dispatcher")
@@ -116,21 +115,15 @@ class Dispatcher:
     async def _attempt(self, c: Claimed) -> None:
         body = webhook_body(c.event_type, c.received_at, c.event_data)
         started = time.time()
-        with (
-            bind_ids(
-                tenant_id=c.tenant_id,
-                event_id=c.event_id,
-                endpoint_id=c.endpoint_id,
-                delivery_id=c.delivery_id,
-            ),
-            tracing.attempt_span(
-                c.trace_context,
-                c.endpoint_id,
-                delivery_id=c.delivery_id,
-                event_id=c.event_id,
-                attempt=c.attempt_count + 1,
-            ) as span,
-        ):
+        # Log lines here name their ids themselves: binding them per attempt (contextvars)
+        # cost about a tenth of the CPU near the ceiling, for lines that are rarely written.
+        with tracing.attempt_span(
+            c.trace_context,
+            c.endpoint_id,
+            delivery_id=c.delivery_id,
+            event_id=c.event_id,
+            attempt=c.attempt_count + 1,
+        ) as span:
             # webhook-id is the event id: stable across retries, so receivers can dedupe.
             headers = self._sign(c.secret, c.event_id, int(started), body)
             tracing.inject(headers)

@@ -21,7 +21,6 @@ from interlink.domain.models import Event, Source
 from interlink.ingress.group_commit import GroupCommit
 from interlink.ingress.verifiers import VerificationError, get_verifier
 from interlink.observability import tracing
-from interlink.observability.logging import bind_ids
 from interlink.observability.metrics import Metrics, rejection_reason
 from interlink.storage.management import Management
 from interlink.storage.ports import Appended
@@ -144,8 +143,7 @@ class IngestApp:
         if source is None:
             raise _Reject(404, f"no source '{source_id[:64]}'", "unknown-source")
         request.source_id = source.id
-        with bind_ids(tenant_id=source.tenant_id, source_id=source.id):
-            return await self._accept(source, scope, receive, request)
+        return await self._accept(source, scope, receive, request)
 
     async def _accept(
         self, source: Source, scope: Scope, receive: Receive, request: _Request
@@ -159,7 +157,13 @@ class IngestApp:
                 body, headers, source.secrets, source.verifier_config, source.tolerance_seconds, now
             )
         except VerificationError as exc:
-            log.info("ingest.rejected", source_id=source.id, reason="signature", detail=str(exc))
+            log.info(
+                "ingest.rejected",
+                tenant_id=source.tenant_id,
+                source_id=source.id,
+                reason="signature",
+                detail=str(exc),
+            )
             raise _Reject(
                 401, f"signature verification failed: {exc}", "invalid-signature"
             ) from None
@@ -191,7 +195,12 @@ class IngestApp:
         try:
             appended = await self._commit.submit(event)
         except Exception as exc:
-            log.warning("ingest.unavailable", source_id=source.id, error=type(exc).__name__)
+            log.warning(
+                "ingest.unavailable",
+                tenant_id=source.tenant_id,
+                source_id=source.id,
+                error=type(exc).__name__,
+            )
             raise _Reject(
                 503, "the event store is unavailable; retry later", "unavailable"
             ) from None
