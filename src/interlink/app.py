@@ -199,20 +199,33 @@ class Interlink:
             self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
 
     async def stop(self) -> None:
-        await self.commit.stop()
+        # Each stage is bounded: a task that does not end when cancelled (a database call cut
+        # off mid-way, say) must cost seconds at shutdown and say which it was, never hang.
+        await _bounded("group commit", self.commit.stop())
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.sender.close()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
+            for task in stuck:
+                log.warning("interlink.stop_overran", stage=task.get_name())
+        await _bounded("outbound client", self.sender.close())
         if self._tracing:
             tracing.shutdown()  # exports the spans still buffered
         if self._driver is not None:
-            await self._driver.close()
-        await self.db.close()
+            await _bounded("sqlite driver", self._driver.close())
+        await _bounded("database pool", self.db.close())
         if self._lock is not None:
             self._lock.close()
+
+
+STOP_SECONDS = 10.0
+
+
+async def _bounded(stage: str, step: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(step, STOP_SECONDS)
+    except TimeoutError:
+        log.warning("interlink.stop_overran", stage=stage)
 
 
 class _Server(uvicorn.Server):
