@@ -9,7 +9,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: '¹' is a digit to it
         return float(int(value))
     try:
         when = parsedate_to_datetime(value)
