@@ -12,7 +12,6 @@ import fcntl
 import os
 import secrets
 import signal
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC
 from pathlib import Path
@@ -25,6 +24,7 @@ import uvicorn
 
 from interlink.api.app import create_api
 from interlink.api.context import ApiContext
+from interlink.clock import SYSTEM, Clock
 from interlink.config import STATE_DIR, Settings
 from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
@@ -94,9 +94,13 @@ class Interlink:
     """Every role of Interlink over one database."""
 
     def __init__(
-        self, settings: Settings, on_settled: Callable[[Settled], None] | None = None
+        self,
+        settings: Settings,
+        on_settled: Callable[[Settled], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.db = Database(settings.database_url)
         self.management = Management(self.db)
         self.events = EventLog(self.db)
@@ -136,6 +140,7 @@ class Interlink:
             lease_seconds=settings.delivery_lease_seconds,
             poll_interval=settings.poll_interval_seconds,
             on_settled=self._settled,
+            clock=clock,
         )
         self.router = Router(
             self.log_writer,
@@ -186,7 +191,7 @@ class Interlink:
         if self._driver is not None:
             await self._driver.start()
         if self._sqlite is not None:
-            released = await self.queue.release_all_leases(time.time())
+            released = await self.queue.release_all_leases(self.clock.now())
             if released:
                 log.info("dispatcher.resumed_in_flight", count=released)
         await self.sender.start()

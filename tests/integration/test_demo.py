@@ -125,6 +125,13 @@ async def test_demo_delivers_dedupes_rejects_and_dead_letters(running: Running) 
         return (await system.deliveries.counts()).get(down_id, {}).get("dead", 0) >= 3
 
     await _eventually(dead_letters, 15, "legacy-crm deliveries dead-lettered")
+
+    # Then its breaker opens: the deliveries still due wait without spending attempts.
+    async def breaker_tripped() -> bool:
+        await demo.refresh_counts()
+        return demo.views[2].breaker != "closed"
+
+    await _eventually(breaker_tripped, 15, "legacy-crm's circuit breaker open")
     await demo.stop_partner()
 
     s = partner.stats

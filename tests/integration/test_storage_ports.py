@@ -241,9 +241,9 @@ async def test_configuration_round_trips(stores: Stores) -> None:
 
 async def test_concurrent_claimers_never_take_the_same_delivery(stores: Stores) -> None:
     # On PostgreSQL the claimers run on separate connections at once: FOR UPDATE SKIP LOCKED is
-    # what keeps them apart.
+    # what keeps them apart. The endpoint's lane takes all 40 at once.
     t, _ = await stores.management.create_tenant("t")
-    ep = await endpoint(stores, t.id)
+    ep = await endpoint(stores, t.id, concurrency=100)
     await stores.log.append([event(t.id, f"k{i}") for i in range(40)])
     entries = await stores.log.read_after(0, 100)
     await stores.queue.route(

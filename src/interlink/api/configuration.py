@@ -14,6 +14,7 @@ from interlink.api.params import found, page
 from interlink.api.schemas import (
     ApiKeyCreated,
     EndpointCreated,
+    EndpointHealthOut,
     EndpointIn,
     EndpointOut,
     EndpointPatch,
@@ -160,6 +161,12 @@ class EndpointController(Controller):
             else RetryPolicy(),
             timeout_seconds=data.timeout_seconds or ctx.settings.delivery_timeout_seconds,
             status=_status(data.status),
+            ordering=data.ordering,
+            on_head_dead=data.on_head_dead,
+            concurrency=data.concurrency,
+            rate_limit=data.rate_limit,
+            disable_after_seconds=data.disable_after_seconds,
+            breaker=data.breaker,
         )
         return EndpointCreated(endpoint=EndpointOut.of(endpoint), secret=secret)
 
@@ -187,8 +194,13 @@ class EndpointController(Controller):
     ) -> EndpointOut:
         tenant_id = require_tenant(principal)
         changes: dict[str, Any] = {
-            k: v for k, v in msgspec.structs.asdict(data).items() if v is not None
+            k: v
+            for k, v in msgspec.structs.asdict(data).items()
+            if v is not None and v is not msgspec.UNSET
         }
+        for name in ("rate_limit", "breaker"):
+            if getattr(data, name) is None:
+                changes[name] = None  # null removes it
         if "url" in changes:
             _check_endpoint_url(changes["url"], ctx)
         if "retry_schedule" in changes:
@@ -204,6 +216,21 @@ class EndpointController(Controller):
             endpoint_id,
         )
         return EndpointOut.of(endpoint)
+
+    @get(
+        "/{endpoint_id:str}/health",
+        summary="An endpoint's circuit breaker, failing streak and latency, as the dispatchers see",
+    )
+    async def health(
+        self, endpoint_id: str, principal: Principal, ctx: ApiContext
+    ) -> EndpointHealthOut:
+        tenant_id = require_tenant(principal)
+        endpoint = found(
+            await ctx.management.get_endpoint(tenant_id, endpoint_id), "endpoint", endpoint_id
+        )
+        return EndpointHealthOut.of(
+            endpoint, await ctx.management.endpoint_lane(tenant_id, endpoint_id)
+        )
 
     @delete("/{endpoint_id:str}", summary="Delete an endpoint (its deliveries are kept)")
     async def delete_(self, endpoint_id: str, principal: Principal, ctx: ApiContext) -> None:

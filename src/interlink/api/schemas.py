@@ -7,7 +7,11 @@ from typing import Annotated, Any
 
 import msgspec
 
+from interlink.domain.circuit_breaker import BreakerPolicy
+from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import Endpoint, Envelope, Source, Subscription, Tenant
+from interlink.domain.ordering import OnHeadDead, Ordering
+from interlink.domain.rate_limit import RateLimit
 from interlink.storage.deliveries import Attempt, Delivery
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -15,6 +19,8 @@ Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
 Delay = Annotated[float, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=60)]
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Concurrency = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+DisableAfter = Annotated[float, msgspec.Meta(ge=60, le=365 * 24 * 3600)]
 
 
 def iso(ts: float | None) -> str | None:
@@ -110,6 +116,14 @@ class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
     status: str = "active"
+    # ordered: events of one key are delivered one at a time, in log order
+    ordering: Ordering = Ordering.UNORDERED
+    # what an ordered key does when its head is dead: wait for an operator, or skip it
+    on_head_dead: OnHeadDead = OnHeadDead.WAIT
+    concurrency: Concurrency = DEFAULT_CONCURRENCY  # attempts in flight at once, all processes
+    rate_limit: RateLimit | None = None  # {"rate": 10, "per": "second", "burst": 20}
+    disable_after_seconds: DisableAfter | None = None  # failing this long disables it (5 days)
+    breaker: BreakerPolicy | None = None  # the circuit breaker's thresholds; none: the defaults
 
 
 class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,6 +132,13 @@ class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
     status: str | None = None
+    ordering: Ordering | None = None
+    on_head_dead: OnHeadDead | None = None
+    concurrency: Concurrency | None = None
+    # null removes the rate limit; leaving it out keeps it
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+    disable_after_seconds: DisableAfter | None = None
+    breaker: BreakerPolicy | msgspec.UnsetType | None = msgspec.UNSET  # null: the defaults
 
 
 class EndpointOut(msgspec.Struct):
@@ -129,6 +150,12 @@ class EndpointOut(msgspec.Struct):
     retry_schedule: list[float]
     timeout_seconds: float
     created_at: str | None
+    ordering: str
+    on_head_dead: str
+    concurrency: int
+    rate_limit: RateLimit | None
+    disable_after_seconds: float | None
+    breaker: BreakerPolicy | None
 
     @classmethod
     def of(cls, e: Endpoint) -> EndpointOut:
@@ -141,6 +168,37 @@ class EndpointOut(msgspec.Struct):
             retry_schedule=list(e.retry.schedule),
             timeout_seconds=e.timeout_seconds,
             created_at=iso(e.created_at),
+            ordering=e.ordering.value,
+            on_head_dead=e.on_head_dead.value,
+            concurrency=e.concurrency,
+            rate_limit=e.rate_limit,
+            disable_after_seconds=e.disable_after_seconds,
+            breaker=e.breaker,
+        )
+
+
+class EndpointHealthOut(msgspec.Struct):
+    """The endpoint's lane as the dispatchers share it: breaker, failing streak, latency."""
+
+    endpoint_id: str
+    status: str
+    breaker: str  # closed, open, half_open
+    breaker_opened_at: str | None
+    breaker_retry_at: str | None  # when an open breaker lets a probe through
+    failing_since: str | None  # first failure with no success since
+    latency_ms: float | None  # moving average of attempt latency
+
+    @classmethod
+    def of(cls, e: Endpoint, lane: LaneState) -> EndpointHealthOut:
+        b = lane.breaker
+        return cls(
+            endpoint_id=e.id,
+            status=e.status.value,
+            breaker=b.state.value,
+            breaker_opened_at=iso(b.opened_at) if b.state.value != "closed" else None,
+            breaker_retry_at=iso(b.retry_at) if b.state.value == "open" else None,
+            failing_since=iso(lane.failing_since),
+            latency_ms=None if lane.latency is None else round(lane.latency * 1000, 3),
         )
 
 

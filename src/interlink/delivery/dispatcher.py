@@ -16,7 +16,8 @@ from typing import Protocol
 import msgspec
 import structlog
 
-from interlink.domain.delivery import AttemptResult, DeliveryStatus, decide
+from interlink.clock import SYSTEM, Clock
+from interlink.domain.delivery import AttemptResult, decide
 from interlink.domain.retry import RetryPolicy
 from interlink.observability import tracing
 from interlink.storage.ports import Claimed, DeliveryQueue, Settled
@@ -48,7 +49,9 @@ class Dispatcher:
         lease_seconds: float = 120.0,
         poll_interval: float = 1.0,
         on_settled: Callable[[Settled], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
+        self._clock = clock
         self._deliveries = deliveries
         self._sender = sender
         self._sign = sign
@@ -78,7 +81,7 @@ class Dispatcher:
                 self._wake.clear()
                 try:
                     claimed = await self._deliveries.claim_due(
-                        time.time(), free, self._lease_seconds
+                        self._clock.now(), free, self._lease_seconds
                     )
                 except Exception:
                     log.exception("dispatcher.claim_failed")
@@ -99,7 +102,8 @@ class Dispatcher:
         with contextlib.suppress(Exception):
             due = await self._deliveries.next_due_at()
             if due is not None:
-                timeout = min(timeout, max(0.0, due - time.time()))
+                wait = self._clock.real_seconds(due - self._clock.now())
+                timeout = min(timeout, max(0.0, wait))
         if timeout <= 0:
             # Due but not claimable (held by a lease): yield once rather than spin.
             timeout = 0.01
@@ -114,7 +118,7 @@ class Dispatcher:
 
     async def _attempt(self, c: Claimed) -> None:
         body = webhook_body(c.event_type, c.received_at, c.event_data)
-        started = time.time()
+        started = self._clock.now()
         # Log lines here name their ids themselves: binding them per attempt (contextvars)
         # cost about a tenth of the CPU near the ceiling, for lines that are rarely written.
         with tracing.attempt_span(
@@ -125,7 +129,8 @@ class Dispatcher:
             attempt=c.attempt_count + 1,
         ) as span:
             # webhook-id is the event id: stable across retries, so receivers can dedupe.
-            headers = self._sign(c.secret, c.event_id, int(started), body)
+            # The signature's timestamp is the wall clock's: the receiver checks it against its own.
+            headers = self._sign(c.secret, c.event_id, int(time.time()), body)
             tracing.inject(headers)
             result = await self._sender.send(c.url, body, headers, c.timeout_seconds)
             tracing.record_attempt(span, result.outcome, result.status_code, result.error)
@@ -144,7 +149,7 @@ class Dispatcher:
         if not batch:
             return
         try:
-            await self._deliveries.settle(batch)
+            await self._deliveries.settle(batch, self._clock.now())
         except Exception:
             # Not settled means still leased: the lease lapses and the delivery is sent again.
             log.exception("dispatcher.settle_failed", count=len(batch))
@@ -152,8 +157,9 @@ class Dispatcher:
         if self._on_settled is not None:
             for s in batch:
                 self._on_settled(s)
-        if any(s.decision.status is DeliveryStatus.SCHEDULED for s in batch):
-            self.wake()
+        # Every settlement frees lane slots and may close a breaker: deliveries deferred behind
+        # them can go now, so look again rather than wait out their pacing.
+        self.wake()
 
     async def _drain(self) -> None:
         for task in list(self._in_flight):

@@ -42,6 +42,7 @@ from interlink.app import AlreadyRunning, Interlink, serve
 from interlink.config import STATE_DIR, Settings
 from interlink.demo.partner import SimulatedPartner
 from interlink.demo.receiver import Behaviour, DemoReceiver
+from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.delivery import AttemptOutcome, DeliveryStatus
 from interlink.domain.models import Envelope
 from interlink.domain.retry import RetryPolicy
@@ -84,12 +85,20 @@ class EndpointSpec:
     name: str
     behaviour: Behaviour
     event_types: tuple[str, ...]
+    breaker: BreakerPolicy | None = None
 
 
 ENDPOINTS = (
     EndpointSpec("bookings-api", Behaviour.HEALTHY, ("booking.*",)),
     EndpointSpec("channel-manager", Behaviour.FLAKY, ("booking.*", "availability.*")),
-    EndpointSpec("legacy-crm", Behaviour.DOWN, ("*",)),
+    # A breaker more patient than the default, so the demo shows deliveries dead-lettered
+    # before it opens; then it opens, and probes every few seconds.
+    EndpointSpec(
+        "legacy-crm",
+        Behaviour.DOWN,
+        ("*",),
+        BreakerPolicy(min_attempts=200, open_seconds=5, max_open_seconds=30),
+    ),
 )
 
 
@@ -136,6 +145,7 @@ class EndpointView:
     deliveries: dict[str, int] = field(default_factory=dict)  # by delivery status
     attempts: dict[str, int] = field(default_factory=dict)  # by attempt outcome
     last_status: str = "-"
+    breaker: str = "closed"  # its circuit breaker, as the dispatcher shares it
 
 
 @dataclass(frozen=True)
@@ -190,6 +200,7 @@ class Demo:
         self.recent: deque[RecentAttempt] = deque(maxlen=RECENT_LINES)
         self.partner: SimulatedPartner | None = None
         self.source_id: str | None = None
+        self.tenant_id: str | None = None
         self.started_at: float | None = None
         self.failure: str | None = None
         self.system: Interlink | None = None
@@ -238,6 +249,7 @@ class Demo:
             tolerance_seconds=self.settings.ingest_tolerance_seconds,
         )
         self.source_id = source.id
+        self.tenant_id = tenant.id
         for view in self.views:
             endpoint = await management.create_endpoint(
                 tenant.id,
@@ -246,6 +258,7 @@ class Demo:
                 secret=view.receiver.secret,
                 retry=self.retry,
                 timeout_seconds=5.0,
+                breaker=view.spec.breaker,
             )
             view.endpoint_id = endpoint.id
             self._by_endpoint[endpoint.id] = view
@@ -300,6 +313,9 @@ class Demo:
         for endpoint_id, view in self._by_endpoint.items():
             view.deliveries = deliveries.get(endpoint_id, {})
             view.attempts = attempts.get(endpoint_id, {})
+            if self.tenant_id is not None:
+                lane = await self.system.management.endpoint_lane(self.tenant_id, endpoint_id)
+                view.breaker = lane.breaker.state.value
 
     async def _poll(self) -> None:
         while True:
@@ -464,6 +480,8 @@ def _endpoints(demo: Demo, narrow: bool) -> Panel:
         else:
             last_style = "green" if view.last_status.startswith("2") else "red"
         behaviour = Text(view.spec.behaviour, style=_BEHAVIOUR_STYLE[view.spec.behaviour])
+        if view.breaker != "closed":
+            behaviour.append(f" · breaker {view.breaker.replace('_', '-')}", style="bold red")
         name = Text(view.spec.name, style="bold")
         if narrow:
             name.stylize(_BEHAVIOUR_STYLE[view.spec.behaviour])

@@ -6,6 +6,11 @@ import enum
 
 import msgspec
 
+from interlink.domain.circuit_breaker import BreakerPolicy
+from interlink.domain.endpoint_health import HealthPolicy
+from interlink.domain.lanes import DEFAULT_CONCURRENCY, LanePolicy
+from interlink.domain.ordering import OnHeadDead, Ordering
+from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
 
 
@@ -59,6 +64,24 @@ class Endpoint(msgspec.Struct, frozen=True):
     retry: RetryPolicy
     timeout_seconds: float
     created_at: float
+    ordering: Ordering = Ordering.UNORDERED
+    on_head_dead: OnHeadDead = OnHeadDead.WAIT
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate_limit: RateLimit | None = None
+    disable_after_seconds: float | None = None  # none: HealthPolicy's default
+    breaker: BreakerPolicy | None = None  # none: BreakerPolicy's defaults
+
+
+def lane_policy(
+    concurrency: int,
+    rate_limit: RateLimit | None,
+    timeout_seconds: float,
+    disable_after_seconds: float | None,
+    breaker: BreakerPolicy | None,
+) -> LanePolicy:
+    """An endpoint's sending policy, from its configuration."""
+    health = HealthPolicy(disable_after_seconds) if disable_after_seconds else HealthPolicy()
+    return LanePolicy(concurrency, rate_limit, timeout_seconds, breaker or BreakerPolicy(), health)
 
 
 class Subscription(msgspec.Struct, frozen=True):

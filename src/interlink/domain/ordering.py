@@ -26,6 +26,11 @@ import msgspec
 from interlink.domain.delivery import DeliveryStatus
 
 
+class Ordering(enum.StrEnum):
+    UNORDERED = "unordered"
+    ORDERED = "ordered"  # one at a time per key, in log order
+
+
 class OnHeadDead(enum.StrEnum):
     WAIT = "wait"
     SKIP = "skip"

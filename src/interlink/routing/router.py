@@ -85,7 +85,7 @@ class Router:
             return 0
         subs = await self._subscriptions.for_tenants({e.tenant_id for e in batch})
         new = [
-            NewDelivery(new_id("delivery"), e.tenant_id, e.id, e.seq, endpoint_id)
+            NewDelivery(new_id("delivery"), e.tenant_id, e.id, e.seq, endpoint_id, e.key)
             for e in batch
             for endpoint_id in endpoints_for(e.type, e.tenant_id, subs.get(e.tenant_id, ()))
         ]

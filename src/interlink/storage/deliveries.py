@@ -6,6 +6,7 @@ that died becomes due again on its own; results are written only while the lease
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,15 +14,33 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.ids import new_id
+from interlink.domain.lanes import LanePolicy, LaneState, admit
 from interlink.domain.models import EndpointStatus
+from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.storage.database import Database
+from interlink.storage.lanes import decode_state, lane_row, lanes_of, policy_of, settle_lanes
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
-from interlink.storage.rows import GONE_REASON, delivery_rows, settlement
-from interlink.storage.tables import attempts, cursors, deliveries, endpoints, events
+from interlink.storage.rows import delivery_rows, event_row, settlement
+from interlink.storage.tables import (
+    attempts,
+    cursors,
+    deliveries,
+    endpoint_lanes,
+    endpoints,
+    events,
+)
+
+# Statuses that can head an ordered key (dead only holds it with on_head_dead = wait).
+HEAD_STATUSES = ("pending", "scheduled", "in_flight", "dead")
+
+
+def _literal_list(name: str, values: Sequence[str]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, list(values), expanding=True, literal_execute=True)
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -91,8 +110,9 @@ def _strip_nul(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 class Deliveries:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, rng: random.Random | None = None) -> None:
         self.db = db
+        self._rng = rng or random.Random()
         dialect = sqlite if db.is_sqlite else postgresql
         self._insert = dialect.insert(deliveries).on_conflict_do_nothing(
             index_elements=["event_id", "endpoint_id"]
@@ -122,22 +142,138 @@ class Deliveries:
                 # Inline literals, not bound parameters: under a generic plan (asyncpg prepares
                 # statements) PostgreSQL can only use the partial index ix_deliveries_due_active
                 # when the query names its statuses as constants.
-                deliveries.c.status.in_(
-                    sa.bindparam("due_statuses", DUE_STATUSES, expanding=True, literal_execute=True)
-                ),
+                deliveries.c.status.in_(_literal_list("due_statuses", DUE_STATUSES)),
                 deliveries.c.next_attempt_at <= now,
                 endpoints.c.status == EndpointStatus.ACTIVE.value,
                 endpoints.c.deleted_at.is_(None),
             )
         )
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
-        lease_until = now + lease_seconds
-        pick = self._due(now).order_by(deliveries.c.next_attempt_at).limit(limit)
+    def _candidates(self, now: float, limit: int) -> sa.Select[Any]:
+        # An ordered endpoint's delivery is due only as the head of its key: no live (or, with
+        # on_head_dead = wait, dead) delivery of its key before it in the log
+        # (domain/ordering.py; served by ix_deliveries_key_head).
+        p = deliveries.alias("p")
+        before = sa.exists().where(
+            p.c.endpoint_id == deliveries.c.endpoint_id,
+            p.c.key.is_not(None),
+            p.c.key == deliveries.c.key,
+            p.c.event_seq < deliveries.c.event_seq,
+            p.c.status.in_(_literal_list("head_statuses", HEAD_STATUSES)),
+            sa.or_(
+                p.c.status != DeliveryStatus.DEAD.value,
+                endpoints.c.on_head_dead == OnHeadDead.WAIT.value,
+            ),
+        )
+        pick = (
+            self._due(now)
+            .add_columns(deliveries.c.endpoint_id)
+            .where(
+                sa.or_(
+                    endpoints.c.ordering == Ordering.UNORDERED.value,
+                    deliveries.c.key.is_(None),
+                    ~before,
+                )
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+        )
         if not self.db.is_sqlite:
             pick = pick.with_for_update(of=deliveries, skip_locked=True)
+        return pick
+
+    async def _lanes(
+        self, conn: AsyncConnection, endpoint_ids: list[str], now: float
+    ) -> tuple[dict[str, LanePolicy], dict[str, LaneState], dict[str, str]]:
+        rows = (
+            await conn.execute(
+                sa.select(
+                    endpoints.c.id,
+                    endpoints.c.tenant_id,
+                    endpoints.c.concurrency,
+                    endpoints.c.rate_limit,
+                    endpoints.c.timeout_seconds,
+                    endpoints.c.disable_after_seconds,
+                    endpoints.c.breaker,
+                ).where(endpoints.c.id.in_(endpoint_ids))
+            )
+        ).all()
+        tenants = {r.id: r.tenant_id for r in rows}
+        policies = {
+            r.id: policy_of(
+                r.concurrency, r.rate_limit, r.timeout_seconds, r.disable_after_seconds, r.breaker
+            )
+            for r in rows
+        }
+        return policies, await self._lock_states(conn, tenants, now), tenants
+
+    async def _lock_states(
+        self, conn: AsyncConnection, tenants: dict[str, str], now: float
+    ) -> dict[str, LaneState]:
+        """The endpoints' lane states, locked until the transaction ends on PostgreSQL, so
+        dispatchers in other processes read and write them one at a time."""
+        query = sa.select(endpoint_lanes.c.endpoint_id, endpoint_lanes.c.state).where(
+            endpoint_lanes.c.endpoint_id.in_(list(tenants))
+        )
+        if not self.db.is_sqlite:
+            fresh = [lane_row(e, t, LaneState(), now) for e, t in sorted(tenants.items())]
+            await conn.execute(
+                postgresql.insert(endpoint_lanes).on_conflict_do_nothing(
+                    index_elements=["endpoint_id"]
+                ),
+                fresh,
+            )
+            query = query.order_by(endpoint_lanes.c.endpoint_id).with_for_update()
+        return {r.endpoint_id: decode_state(r.state) for r in await conn.execute(query)}
+
+    async def _save_lanes(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        upsert = self._dialect.insert(endpoint_lanes)
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["endpoint_id"],
+                set_={
+                    "state": upsert.excluded.state,
+                    "breaker": upsert.excluded.breaker,
+                    "updated_at": upsert.excluded.updated_at,
+                },
+            ),
+            rows,
+        )
+
+    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
+        lease_until = now + lease_seconds
         async with self.db.write() as conn:
-            ids = [r.id for r in await conn.execute(pick)]
+            candidates = [
+                (r.id, r.endpoint_id) for r in await conn.execute(self._candidates(now, limit))
+            ]
+            if not candidates:
+                return []
+            endpoint_ids = sorted({e for _, e in candidates})
+            policies, states, tenants = await self._lanes(conn, endpoint_ids, now)
+            in_flight_rows = await conn.execute(
+                sa.select(deliveries.c.endpoint_id, sa.func.count())
+                .where(
+                    deliveries.c.endpoint_id.in_(endpoint_ids),
+                    deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
+                    deliveries.c.next_attempt_at > now,
+                )
+                .group_by(deliveries.c.endpoint_id)
+            )
+            in_flight = {e: int(n) for e, n in in_flight_rows}
+            admission = admit(candidates, lanes_of(policies, states, in_flight), now, self._rng)
+            if admission.deferred:
+                await conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == sa.bindparam("b_id"))
+                    .values(next_attempt_at=sa.bindparam("b_at")),
+                    [{"b_id": d, "b_at": at} for d, at in admission.deferred],
+                )
+            await self._save_lanes(
+                conn, [lane_row(e, tenants[e], st, now) for e, st in admission.states.items()]
+            )
+            ids = admission.granted
             if not ids:
                 return []
             await conn.execute(
@@ -186,19 +322,21 @@ class Deliveries:
                     timeout_seconds=r.timeout_seconds,
                     retry_schedule=tuple(r.retry_schedule),
                     trace_context=r.trace_context,
+                    lane=policies[r.endpoint_id],
                 )
                 for r in rows
             ]
 
-    async def settle(self, batch: Sequence[Settled]) -> None:
+    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> None:
         """Writes a batch of attempts and the deliveries' new states in one transaction."""
         if not batch:
             return
-        now = time.time()
+        now = time.time() if now is None else now
         rows = settlement(batch, now)
         if not self.db.is_sqlite:
             _strip_nul(rows.attempts, ("error", "response_excerpt"))
             _strip_nul(rows.deliveries, ("last_error",))
+        tenants = {s.claimed.endpoint_id: s.claimed.tenant_id for s in batch}
         async with self.db.write() as conn:
             await conn.execute(attempts.insert(), rows.attempts)
             # Only while our lease holds: a delivery retaken after a lapse is the new holder's.
@@ -220,16 +358,27 @@ class Deliveries:
                 ),
                 rows.deliveries,
             )
-            for tenant_id, endpoint_id in rows.gone:
-                await conn.execute(
+            lanes = settle_lanes(batch, await self._lock_states(conn, tenants, now), now, self._rng)
+            await self._save_lanes(conn, lanes.rows)
+            appended = list(lanes.events)
+            for d in lanes.disabled:
+                result = await conn.execute(
                     endpoints.update()
-                    .where(endpoints.c.id == endpoint_id, endpoints.c.tenant_id == tenant_id)
+                    .where(
+                        endpoints.c.id == d.endpoint_id,
+                        endpoints.c.tenant_id == d.tenant_id,
+                        endpoints.c.status != EndpointStatus.DISABLED.value,
+                    )
                     .values(
                         status=EndpointStatus.DISABLED.value,
-                        disabled_reason=GONE_REASON,
+                        disabled_reason=d.reason,
                         updated_at=now,
                     )
                 )
+                if result.rowcount:
+                    appended.append(d.event)
+            if appended:
+                await conn.execute(events.insert(), [event_row(e) for e in appended])
 
     async def release_all_leases(self, now: float) -> int:
         """At start-up of the only process on the database: what it held is due now."""

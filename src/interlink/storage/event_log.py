@@ -74,13 +74,15 @@ class EventLog:
 
     async def read_after(self, position: int, limit: int) -> list[LogEntry]:
         query = (
-            sa.select(events.c.seq, events.c.id, events.c.tenant_id, events.c.type)
+            sa.select(events.c.seq, events.c.id, events.c.tenant_id, events.c.type, events.c.key)
             .where(events.c.seq > position)
             .order_by(events.c.seq)
             .limit(limit)
         )
         async with self.db.read() as conn:
-            return [LogEntry(r.seq, r.id, r.tenant_id, r.type) for r in await conn.execute(query)]
+            return [
+                LogEntry(r.seq, r.id, r.tenant_id, r.type, r.key) for r in await conn.execute(query)
+            ]
 
     async def position(self, name: str) -> int:
         async with self.db.read() as conn:

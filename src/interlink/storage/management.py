@@ -14,7 +14,9 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.ids import new_id, new_secret
+from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
     EndpointStatus,
@@ -23,10 +25,20 @@ from interlink.domain.models import (
     Subscription,
     Tenant,
 )
+from interlink.domain.ordering import OnHeadDead, Ordering
+from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
 from interlink.storage.database import Database
+from interlink.storage.lanes import decode_state
 from interlink.storage.pagination import Page, fetch_page
-from interlink.storage.tables import api_keys, endpoints, sources, subscriptions, tenants
+from interlink.storage.tables import (
+    api_keys,
+    endpoint_lanes,
+    endpoints,
+    sources,
+    subscriptions,
+    tenants,
+)
 
 
 def hash_key(plaintext: str) -> str:
@@ -64,7 +76,17 @@ def _endpoint(row: Any) -> Endpoint:
         retry=RetryPolicy(schedule=tuple(row.retry_schedule)),
         timeout_seconds=row.timeout_seconds,
         created_at=row.created_at,
+        ordering=Ordering(row.ordering),
+        on_head_dead=OnHeadDead(row.on_head_dead),
+        concurrency=row.concurrency,
+        rate_limit=None if row.rate_limit is None else msgspec.convert(row.rate_limit, RateLimit),
+        disable_after_seconds=row.disable_after_seconds,
+        breaker=None if row.breaker is None else msgspec.convert(row.breaker, BreakerPolicy),
     )
+
+
+def _json(policy: msgspec.Struct | None) -> Any:
+    return None if policy is None else msgspec.to_builtins(policy)
 
 
 def _subscription(row: Any) -> Subscription:
@@ -194,6 +216,12 @@ class Management:
         retry: RetryPolicy,
         timeout_seconds: float,
         status: EndpointStatus = EndpointStatus.ACTIVE,
+        ordering: Ordering = Ordering.UNORDERED,
+        on_head_dead: OnHeadDead = OnHeadDead.WAIT,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limit: RateLimit | None = None,
+        disable_after_seconds: float | None = None,
+        breaker: BreakerPolicy | None = None,
     ) -> Endpoint:
         now = time.time()
         endpoint = Endpoint(
@@ -207,6 +235,12 @@ class Management:
             retry=retry,
             timeout_seconds=timeout_seconds,
             created_at=now,
+            ordering=ordering,
+            on_head_dead=on_head_dead,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            disable_after_seconds=disable_after_seconds,
+            breaker=breaker,
         )
         async with self.db.write() as conn:
             await conn.execute(
@@ -219,6 +253,12 @@ class Management:
                     status=status.value,
                     retry_schedule=list(retry.schedule),
                     timeout_seconds=timeout_seconds,
+                    ordering=ordering.value,
+                    on_head_dead=on_head_dead.value,
+                    concurrency=concurrency,
+                    rate_limit=_json(rate_limit),
+                    disable_after_seconds=disable_after_seconds,
+                    breaker=_json(breaker),
                     created_at=now,
                     updated_at=now,
                 )
@@ -246,9 +286,21 @@ class Management:
         self, tenant_id: str, endpoint_id: str, changes: Mapping[str, Any]
     ) -> Endpoint | None:
         values: dict[str, Any] = {"updated_at": time.time()}
-        for name in ("url", "description", "timeout_seconds"):
+        for name in (
+            "url",
+            "description",
+            "timeout_seconds",
+            "concurrency",
+            "disable_after_seconds",
+        ):
             if name in changes:
                 values[name] = changes[name]
+        for name in ("ordering", "on_head_dead"):
+            if name in changes:
+                values[name] = str(changes[name])
+        for name in ("rate_limit", "breaker"):
+            if name in changes:
+                values[name] = _json(changes[name])
         if "retry" in changes:
             values["retry_schedule"] = list(changes["retry"].schedule)
         if "status" in changes:
@@ -264,10 +316,24 @@ class Management:
                 )
                 .values(values)
             )
+            if result.rowcount and values.get("status") == EndpointStatus.ACTIVE.value:
+                # Enabled again: a fresh lane, or the old failing streak would disable it again
+                # at its first failure.
+                await conn.execute(
+                    endpoint_lanes.delete().where(endpoint_lanes.c.endpoint_id == endpoint_id)
+                )
         self.routing_version += 1
         if result.rowcount == 0:
             return None
         return await self.get_endpoint(tenant_id, endpoint_id)
+
+    async def endpoint_lane(self, tenant_id: str, endpoint_id: str) -> LaneState:
+        """The endpoint's shared lane state (a fresh one until its first claim)."""
+        query = sa.select(endpoint_lanes.c.state).where(
+            endpoint_lanes.c.endpoint_id == endpoint_id, endpoint_lanes.c.tenant_id == tenant_id
+        )
+        async with self.db.read() as conn:
+            return decode_state((await conn.execute(query)).scalar())
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
         return await self._soft_delete(endpoints, tenant_id, endpoint_id)

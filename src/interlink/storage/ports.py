@@ -13,6 +13,7 @@ from typing import Protocol
 import msgspec
 
 from interlink.domain.delivery import AttemptResult, Decision
+from interlink.domain.lanes import LanePolicy
 from interlink.domain.models import Event
 
 # Statuses the dispatcher picks up once ``next_attempt_at`` has passed; a claimed delivery's
@@ -33,6 +34,7 @@ class LogEntry(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
     type: str
+    key: str | None = None
 
 
 class NewDelivery(msgspec.Struct, frozen=True):
@@ -41,6 +43,7 @@ class NewDelivery(msgspec.Struct, frozen=True):
     event_id: str
     event_seq: int
     endpoint_id: str
+    key: str | None = None  # the event's ordering key
 
 
 class Claimed(msgspec.Struct, frozen=True):
@@ -60,6 +63,7 @@ class Claimed(msgspec.Struct, frozen=True):
     timeout_seconds: float
     retry_schedule: tuple[float, ...]
     trace_context: str | None = None
+    lane: LanePolicy = LanePolicy()  # the endpoint's policy when it was claimed
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -84,10 +88,15 @@ class DeliveryQueue(Protocol):
         """Creates deliveries and moves the router's cursor, atomically."""
         ...
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]: ...
+    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
+        """Leases due deliveries their endpoints' lanes admit now (domain.lanes.admit); the
+        ones a lane cannot take are deferred to when it can, their attempts untouched."""
+        ...
 
-    async def settle(self, batch: Sequence[Settled]) -> None:
-        """Records attempts and the deliveries' new states, only where the lease still holds."""
+    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> None:
+        """Records attempts and the deliveries' new states, only where the lease still holds,
+        and the outcomes in the endpoints' lanes (breaker, health: disabling, operator events).
+        """
         ...
 
     async def release_all_leases(self, now: float) -> int: ...

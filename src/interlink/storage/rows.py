@@ -38,6 +38,7 @@ def delivery_rows(batch: Sequence[NewDelivery], now: float) -> list[dict[str, An
             "event_id": d.event_id,
             "event_seq": d.event_seq,
             "endpoint_id": d.endpoint_id,
+            "key": d.key,
             "status": DeliveryStatus.PENDING.value,
             "attempt_count": 0,
             "next_attempt_at": now,
@@ -51,13 +52,11 @@ def delivery_rows(batch: Sequence[NewDelivery], now: float) -> list[dict[str, An
 class Settlement(msgspec.Struct, frozen=True):
     attempts: list[dict[str, Any]]
     deliveries: list[dict[str, Any]]  # keys b_id, b_lease: the delivery and the lease it held
-    gone: list[tuple[str, str]]  # (tenant_id, endpoint_id) to disable: the receiver said 410
 
 
 def settlement(batch: Sequence[Settled], now: float) -> Settlement:
     attempts: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
-    gone: dict[tuple[str, str], None] = {}
     for s in batch:
         c, r, d = s.claimed, s.result, s.decision
         error = r.error[:ERROR_CHARS] if r.error else None
@@ -89,9 +88,4 @@ def settlement(batch: Sequence[Settled], now: float) -> Settlement:
                 "updated_at": now,
             }
         )
-        if d.disable_endpoint:
-            gone[(c.tenant_id, c.endpoint_id)] = None
-    return Settlement(attempts, deliveries, list(gone))
-
-
-GONE_REASON = "the receiver answered 410 Gone"
+    return Settlement(attempts, deliveries)

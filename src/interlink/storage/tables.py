@@ -12,6 +12,8 @@ metadata = sa.MetaData()
 
 Time = sa.Float(precision=53)
 
+_HEADS = "key IS NOT NULL AND status IN ('pending', 'scheduled', 'in_flight', 'dead')"
+
 tenants = sa.Table(
     "tenants",
     metadata,
@@ -60,10 +62,29 @@ endpoints = sa.Table(
     sa.Column("disabled_reason", sa.String(500)),
     sa.Column("retry_schedule", sa.JSON, nullable=False),
     sa.Column("timeout_seconds", sa.Float, nullable=False),
+    sa.Column("ordering", sa.String(16), nullable=False, server_default="unordered"),
+    sa.Column("on_head_dead", sa.String(8), nullable=False, server_default="wait"),
+    sa.Column("concurrency", sa.Integer, nullable=False, server_default="32"),
+    sa.Column("rate_limit", sa.JSON(none_as_null=True)),  # domain.rate_limit.RateLimit, or NULL
+    # domain.circuit_breaker.BreakerPolicy, or NULL for its defaults
+    sa.Column("breaker", sa.JSON(none_as_null=True)),
+    sa.Column("disable_after_seconds", sa.Float),  # none: the default of domain.endpoint_health
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("deleted_at", Time),
     sa.Index("ix_endpoints_tenant", "tenant_id", "id"),
+)
+
+# The dispatchers' shared state of each endpoint (domain.lanes.LaneState as JSON), apart from
+# its configuration because it is written on every claim and settlement.
+endpoint_lanes = sa.Table(
+    "endpoint_lanes",
+    metadata,
+    sa.Column("endpoint_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("breaker", sa.String(16), nullable=False),  # its status, readable by SQL
+    sa.Column("updated_at", Time, nullable=False),
 )
 
 subscriptions = sa.Table(
@@ -107,6 +128,7 @@ deliveries = sa.Table(
     sa.Column("event_id", sa.String(40), nullable=False),
     sa.Column("event_seq", sa.BigInteger, nullable=False),
     sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("key", sa.String(300)),  # the event's ordering key
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempt_count", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", Time),
@@ -121,6 +143,15 @@ deliveries = sa.Table(
         "next_attempt_at",
         sqlite_where=sa.text("status IN ('pending', 'scheduled', 'in_flight')"),
         postgresql_where=sa.text("status IN ('pending', 'scheduled', 'in_flight')"),
+    ),
+    # An ordered endpoint's heads: the lowest live event_seq of each key.
+    sa.Index(
+        "ix_deliveries_key_head",
+        "endpoint_id",
+        "key",
+        "event_seq",
+        sqlite_where=sa.text(_HEADS),
+        postgresql_where=sa.text(_HEADS),
     ),
     sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
     sa.Index("ix_deliveries_endpoint", "endpoint_id", "status"),

@@ -2,47 +2,92 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 from collections.abc import Sequence
 
 import msgspec
 
+from interlink.domain.lanes import LanePolicy, LaneState, admit
+from interlink.storage.lanes import (
+    decode_state,
+    lane_row,
+    lanes_of,
+    policy_of,
+    settle_lanes,
+)
 from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
-from interlink.storage.rows import GONE_REASON, delivery_rows, settlement
+from interlink.storage.rows import delivery_rows, settlement
 from interlink.storage.sqlite.driver import SqliteDriver
+from interlink.storage.sqlite.log_writer import INSERT_EVENT, event_values
 
 _DUE = ", ".join(f"'{s}'" for s in DUE_STATUSES)
 
 _INSERT = (
-    "INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, status,"
+    "INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, status,"
     " attempt_count, next_attempt_at, created_at, updated_at) VALUES (:id, :tenant_id, :event_id,"
-    " :event_seq, :endpoint_id, :status, :attempt_count, :next_attempt_at, :created_at,"
+    " :event_seq, :endpoint_id, :key, :status, :attempt_count, :next_attempt_at, :created_at,"
     " :updated_at) ON CONFLICT (event_id, endpoint_id) DO NOTHING"
 )
 _CURSOR = (
     "INSERT INTO cursors (name, position) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 )
+# An ordered endpoint's delivery is due only as the head of its key: no live (or, with
+# on_head_dead = wait, dead) delivery of the same key lies before it in the log
+# (domain/ordering.py; served by ix_deliveries_key_head).
+_HEAD = (
+    " AND (e.ordering = 'unordered' OR d.key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries p"
+    " WHERE p.endpoint_id = d.endpoint_id AND p.key IS NOT NULL AND p.key = d.key"
+    " AND p.event_seq < d.event_seq"
+    " AND p.status IN ('pending', 'scheduled', 'in_flight', 'dead')"
+    " AND (p.status <> 'dead' OR e.on_head_dead = 'wait')))"
+)
 # Due deliveries of active endpoints, earliest first (served by ix_deliveries_due_active).
 _ACTIVE_DUE = (
     f" WHERE d.status IN ({_DUE}) AND d.next_attempt_at <= ?"
-    " AND e.status = 'active' AND e.deleted_at IS NULL ORDER BY d.next_attempt_at LIMIT ?"
+    " AND e.status = 'active' AND e.deleted_at IS NULL"
 )
-_CLAIMABLE = (
-    "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.attempt_count, ev.type, ev.data,"
-    " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context"
-    " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
-    " JOIN events ev ON ev.id = d.event_id" + _ACTIVE_DUE
+_CANDIDATES = (
+    "SELECT d.id, d.endpoint_id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
+    + _ACTIVE_DUE
+    + _HEAD
+    + " ORDER BY d.next_attempt_at LIMIT ?"
 )
 _NEXT_DUE = (
     "SELECT d.next_attempt_at FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
     + _ACTIVE_DUE
+    + " ORDER BY d.next_attempt_at LIMIT 1"
+)
+_LANES = (
+    "SELECT e.id, e.concurrency, e.rate_limit, e.timeout_seconds, e.disable_after_seconds,"
+    " l.state, e.tenant_id, e.breaker"
+    " FROM endpoints e LEFT JOIN endpoint_lanes l ON l.endpoint_id = e.id"
+    " WHERE e.id IN ({})"
+)
+_IN_FLIGHT = (
+    "SELECT endpoint_id, count(*) FROM deliveries WHERE endpoint_id IN ({})"
+    " AND status = 'in_flight' AND next_attempt_at > ? GROUP BY endpoint_id"
+)
+_STATES = "SELECT endpoint_id, state FROM endpoint_lanes WHERE endpoint_id IN ({})"
+_SAVE_LANE = (
+    "INSERT INTO endpoint_lanes (endpoint_id, tenant_id, state, breaker, updated_at)"
+    " VALUES (:endpoint_id, :tenant_id, :state, :breaker, :updated_at)"
+    " ON CONFLICT (endpoint_id) DO UPDATE SET state = excluded.state,"
+    " breaker = excluded.breaker, updated_at = excluded.updated_at"
+)
+_CLAIMED = (
+    "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.attempt_count, ev.type, ev.data,"
+    " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context"
+    " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
+    " JOIN events ev ON ev.id = d.event_id WHERE d.id IN ({})"
 )
 _LEASE = (
     "UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?, lease_until = ?,"
     " updated_at = ? WHERE id = ?"
 )
+_DEFER = "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?"
 _ATTEMPT = (
     "INSERT INTO attempts (id, tenant_id, delivery_id, number, started_at, latency_ms, outcome,"
     " status_code, error, response_excerpt) VALUES (:id, :tenant_id, :delivery_id, :number,"
@@ -56,7 +101,7 @@ _SETTLE = (
 )
 _DISABLE = (
     "UPDATE endpoints SET status = 'disabled', disabled_reason = ?, updated_at = ?"
-    " WHERE id = ? AND tenant_id = ?"
+    " WHERE id = ? AND tenant_id = ? AND status <> 'disabled'"
 )
 _RELEASE = (
     "UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL WHERE status = 'in_flight'"
@@ -64,9 +109,14 @@ _RELEASE = (
 _schedule = msgspec.json.Decoder(tuple[float, ...])
 
 
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
 class SqliteDeliveryQueue:
-    def __init__(self, driver: SqliteDriver) -> None:
+    def __init__(self, driver: SqliteDriver, rng: random.Random | None = None) -> None:
         self._driver = driver
+        self._rng = rng or random.Random()
 
     async def route(self, batch: Sequence[NewDelivery], cursor: str, position: int) -> None:
         rows = delivery_rows(batch, time.time())
@@ -82,9 +132,30 @@ class SqliteDeliveryQueue:
         lease_until = now + lease_seconds
 
         def claim(conn: sqlite3.Connection) -> list[Claimed]:
-            rows = conn.execute(_CLAIMABLE, (now, limit)).fetchall()
-            if rows:
-                conn.executemany(_LEASE, [(lease_until, lease_until, now, r[0]) for r in rows])
+            candidates = conn.execute(_CANDIDATES, (now, limit)).fetchall()
+            if not candidates:
+                return []
+            endpoint_ids = list({r[1] for r in candidates})
+            marks = _marks(len(endpoint_ids))
+            policies: dict[str, LanePolicy] = {}
+            states: dict[str, LaneState] = {}
+            tenants: dict[str, str] = {}
+            for r in conn.execute(_LANES.format(marks), endpoint_ids):
+                policies[r[0]] = policy_of(r[1], r[2], r[3], r[4], r[7])
+                states[r[0]] = decode_state(r[5])
+                tenants[r[0]] = r[6]
+            in_flight = dict(conn.execute(_IN_FLIGHT.format(marks), (*endpoint_ids, now)))
+            admission = admit(candidates, lanes_of(policies, states, in_flight), now, self._rng)
+            if admission.deferred:
+                conn.executemany(_DEFER, [(at, d) for d, at in admission.deferred])
+            if admission.states:
+                saved = [lane_row(e, tenants[e], st, now) for e, st in admission.states.items()]
+                conn.executemany(_SAVE_LANE, saved)
+            granted = admission.granted
+            if not granted:
+                return []
+            conn.executemany(_LEASE, [(lease_until, lease_until, now, d) for d in granted])
+            rows = conn.execute(_CLAIMED.format(_marks(len(granted))), granted).fetchall()
             return [
                 Claimed(
                     delivery_id=r[0],
@@ -101,23 +172,35 @@ class SqliteDeliveryQueue:
                     timeout_seconds=r[10],
                     retry_schedule=_schedule.decode(r[11]),
                     trace_context=r[12],
+                    lane=policies[r[3]],
                 )
                 for r in rows
             ]
 
         return await self._driver.write(claim)
 
-    async def settle(self, batch: Sequence[Settled]) -> None:
+    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> None:
         if not batch:
             return
-        now = time.time()
+        now = time.time() if now is None else now
         rows = settlement(batch, now)
+        endpoint_ids = list({s.claimed.endpoint_id for s in batch})
 
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany(_ATTEMPT, rows.attempts)
             conn.executemany(_SETTLE, rows.deliveries)
-            for tenant_id, endpoint_id in rows.gone:
-                conn.execute(_DISABLE, (GONE_REASON, now, endpoint_id, tenant_id))
+            states = {
+                e: decode_state(text)
+                for e, text in conn.execute(_STATES.format(_marks(len(endpoint_ids))), endpoint_ids)
+            }
+            lanes = settle_lanes(batch, states, now, self._rng)
+            conn.executemany(_SAVE_LANE, lanes.rows)
+            events = list(lanes.events)
+            for d in lanes.disabled:
+                if conn.execute(_DISABLE, (d.reason, now, d.endpoint_id, d.tenant_id)).rowcount:
+                    events.append(d.event)
+            for event in events:
+                conn.execute(INSERT_EVENT, event_values(event))
 
         await self._driver.write(write)
 
@@ -125,5 +208,5 @@ class SqliteDeliveryQueue:
         return await self._driver.write(lambda c: c.execute(_RELEASE, (now,)).rowcount)
 
     async def next_due_at(self) -> float | None:
-        row = await self._driver.read(lambda c: c.execute(_NEXT_DUE, (float("inf"), 1)).fetchone())
+        row = await self._driver.read(lambda c: c.execute(_NEXT_DUE, (float("inf"),)).fetchone())
         return None if row is None else float(row[0])

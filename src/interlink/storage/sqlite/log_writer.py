@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -12,7 +13,7 @@ from interlink.storage.ports import Appended, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.sqlite.driver import SqliteDriver
 
-_INSERT = (
+INSERT_EVENT = (
     "INSERT INTO events (id, tenant_id, source_id, idempotency_key, type, key, received_at,"
     " occurred_at, data, raw, headers, trace_context) VALUES (:id, :tenant_id, :source_id,"
     " :idempotency_key, :type, :key, :received_at, :occurred_at, :data, :raw, :headers,"
@@ -22,19 +23,23 @@ _INSERT = (
 _FIRST = "SELECT id FROM events WHERE source_id = ? AND idempotency_key = ?"
 
 
+def event_values(event: Event) -> dict[str, Any]:
+    row = event_row(event)
+    row["headers"] = msgspec.json.encode(row["headers"]).decode()
+    return row
+
+
 class SqliteLogWriter:
     def __init__(self, driver: SqliteDriver) -> None:
         self._driver = driver
 
     async def append(self, batch: Sequence[Event]) -> list[Appended]:
-        rows = [event_row(e) for e in batch]
-        for row in rows:
-            row["headers"] = msgspec.json.encode(row["headers"]).decode()
+        rows = [event_values(e) for e in batch]
 
         def insert(conn: sqlite3.Connection) -> list[Appended]:
             out = []
             for row in rows:
-                if conn.execute(_INSERT, row).rowcount == 1:
+                if conn.execute(INSERT_EVENT, row).rowcount == 1:
                     out.append(Appended(row["id"], duplicate=False))
                     continue
                 (first,) = conn.execute(
@@ -46,7 +51,9 @@ class SqliteLogWriter:
         return await self._driver.write(insert)
 
     async def read_after(self, position: int, limit: int) -> list[LogEntry]:
-        query = "SELECT seq, id, tenant_id, type FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        query = (
+            "SELECT seq, id, tenant_id, type, key FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
         rows = await self._driver.read(lambda c: c.execute(query, (position, limit)).fetchall())
         return [LogEntry(*r) for r in rows]
 
