@@ -21,12 +21,19 @@ class Clock(Protocol):
         """How long ``seconds`` of this clock's time take on the wall clock."""
         ...
 
+    def from_real(self, seconds: float) -> float:
+        """How much of this clock's time passes in ``seconds`` on the wall clock."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
 
     def real_seconds(self, seconds: float) -> float:
+        return seconds
+
+    def from_real(self, seconds: float) -> float:
         return seconds
 
 
@@ -45,6 +52,9 @@ class ScaledClock:
 
     def real_seconds(self, seconds: float) -> float:
         return seconds / self.factor
+
+    def from_real(self, seconds: float) -> float:
+        return seconds * self.factor
 
 
 SYSTEM = SystemClock()

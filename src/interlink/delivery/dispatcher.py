@@ -80,8 +80,9 @@ class Dispatcher:
                     continue
                 self._wake.clear()
                 try:
+                    # A lease outlives an attempt on the wall clock, whatever the clock's pace.
                     claimed = await self._deliveries.claim_due(
-                        self._clock.now(), free, self._lease_seconds
+                        self._clock.now(), free, self._clock.from_real(self._lease_seconds)
                     )
                 except Exception:
                     log.exception("dispatcher.claim_failed")

@@ -28,8 +28,9 @@ from interlink.domain.circuit_breaker import (
     BreakerStatus,
     allow,
     breaker_outcome,
-    denied_until,
+    cool_down,
     record,
+    window_counts,
 )
 from interlink.domain.delivery import AttemptOutcome
 from interlink.domain.endpoint_health import DisableReason, HealthPolicy, after_attempt
@@ -73,6 +74,22 @@ class Admission(msgspec.Struct):
     states: dict[str, LaneState]  # endpoint id → new state, only where it changed
 
 
+def _held_until(state: BreakerState, policy: BreakerPolicy, now: float) -> float:
+    """How long a delivery the breaker denies is put aside: until it lets a probe through, or,
+    while a probe is out, as long as the next cool-down would be if the probe fails. Each held
+    delivery is touched about once per cool-down; a probe that succeeds releases them all at
+    once (``drain_window``), so a recovered endpoint does not wait out that guess."""
+    if state.state is BreakerStatus.OPEN and state.retry_at is not None:
+        return state.retry_at
+    return now + cool_down(policy, state.open_count + 1)
+
+
+def drain_window(policy: LanePolicy, state: LaneState, backlog: int) -> float:
+    """Over how long a backlog of ``backlog`` deliveries is spread when the breaker closes:
+    the time the lane needs to send them, so they arrive at its rate and not as a storm."""
+    return max(1.0, backlog * _gap(policy, state))
+
+
 def _gap(policy: LanePolicy, state: LaneState) -> float:
     """The time between two sends the lane can sustain: by its rate limit or its slots."""
     latency = max(MIN_SLOT_WAIT, min(state.latency or DEFAULT_LATENCY, policy.timeout_seconds))
@@ -111,6 +128,13 @@ def _admit_lane(
     if limit is not None and bucket is None:
         bucket = full_bucket(limit, now)
     free = policy.concurrency - lane.in_flight
+    if breaker.state is BreakerStatus.CLOSED:
+        # Until the window holds enough attempts to judge by, no more go out than it needs:
+        # a fresh endpoint that fails everything opens its breaker after min_attempts, not
+        # after a whole concurrency's worth that was already in flight.
+        seen, _ = window_counts(breaker, policy.breaker, now)
+        if seen < policy.breaker.min_attempts:
+            free = min(free, policy.breaker.min_attempts - seen - lane.in_flight)
     gap = _gap(policy, state)
 
     def pace(delivery_id: str, earliest: float) -> None:
@@ -121,10 +145,7 @@ def _admit_lane(
     for delivery_id in ids:
         allowed, opened = allow(breaker, policy.breaker, now)
         if not allowed:
-            until = denied_until(opened, policy.breaker) or now
-            if opened.state is BreakerStatus.HALF_OPEN:
-                # The probe answers within its timeout: look again then, not at its lease.
-                until = min(until, now + policy.timeout_seconds + 1.0)
+            until = _held_until(opened, policy.breaker, now)
             # Spread over a tenth of the wait, so the backlog does not return all at once.
             spread = max(1.0, 0.1 * (until - now))
             out.deferred.append((delivery_id, until + rng.uniform(0.0, spread)))

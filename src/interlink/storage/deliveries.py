@@ -22,7 +22,14 @@ from interlink.domain.lanes import LanePolicy, LaneState, admit
 from interlink.domain.models import EndpointStatus
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.storage.database import Database
-from interlink.storage.lanes import decode_state, lane_row, lanes_of, policy_of, settle_lanes
+from interlink.storage.lanes import (
+    Release,
+    decode_state,
+    lane_row,
+    lanes_of,
+    policy_of,
+    settle_lanes,
+)
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
 from interlink.storage.rows import delivery_rows, event_row, settlement
@@ -379,6 +386,32 @@ class Deliveries:
                     appended.append(d.event)
             if appended:
                 await conn.execute(events.insert(), [event_row(e) for e in appended])
+            for r in lanes.released:
+                await self._drain(conn, r, now)
+
+    async def _drain(self, conn: AsyncConnection, release: Release, now: float) -> None:
+        """What waits for an endpoint whose breaker closed is due at a random time within its
+        drain window (scheduled retries included: the endpoint is back)."""
+        waiting = (
+            deliveries.c.endpoint_id == release.endpoint_id,
+            deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SCHEDULED.value]),
+            deliveries.c.next_attempt_at > now,
+        )
+        backlog = (
+            await conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(*waiting))
+        ).scalar_one()
+        if not backlog:
+            return
+        random_fraction = (
+            sa.func.random() / 18446744073709551616.0 + 0.5
+            if self.db.is_sqlite
+            else sa.func.random()
+        )
+        await conn.execute(
+            deliveries.update()
+            .where(*waiting)
+            .values(next_attempt_at=now + random_fraction * release.window(backlog))
+        )
 
     async def release_all_leases(self, now: float) -> int:
         """At start-up of the only process on the database: what it held is due now."""

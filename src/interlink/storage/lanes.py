@@ -20,6 +20,7 @@ from interlink.domain.lanes import (
     LanePolicy,
     LaneState,
     Outcome,
+    drain_window,
     settle,
 )
 from interlink.domain.models import Event, lane_policy
@@ -88,10 +89,22 @@ class Disabling(msgspec.Struct, frozen=True):
     event: Event  # endpoint.disabled: appended only if this disabled the endpoint
 
 
+class Release(msgspec.Struct, frozen=True):
+    """A lane whose breaker closed again: what waits for it is spread over its drain window."""
+
+    endpoint_id: str
+    policy: LanePolicy
+    state: LaneState
+
+    def window(self, backlog: int) -> float:
+        return drain_window(self.policy, self.state, backlog)
+
+
 class LaneUpdates(msgspec.Struct, frozen=True):
     rows: list[dict[str, Any]]  # lane_row values to write
     disabled: list[Disabling]
     events: list[Event]  # other operator events to append to the log
+    released: list[Release]
 
 
 def settle_lanes(
@@ -107,6 +120,7 @@ def settle_lanes(
     rows: list[dict[str, Any]] = []
     disabled: list[Disabling] = []
     events: list[Event] = []
+    released: list[Release] = []
     for endpoint_id, settled in by_endpoint.items():
         first = settled[0].claimed
         outcomes = [Outcome(s.started_at, s.result.outcome, s.result.latency_ms) for s in settled]
@@ -119,6 +133,7 @@ def settle_lanes(
             event = operator_event(first.tenant_id, endpoint_id, LaneChange.DISABLED, data, now)
             disabled.append(Disabling(first.tenant_id, endpoint_id, reason, event))
         elif result.recovered:
+            released.append(Release(endpoint_id, first.lane, result.state))
             events.append(
                 operator_event(
                     first.tenant_id,
@@ -128,7 +143,7 @@ def settle_lanes(
                     now,
                 )
             )
-    return LaneUpdates(rows, disabled, events)
+    return LaneUpdates(rows, disabled, events, released)
 
 
 def operator_event(

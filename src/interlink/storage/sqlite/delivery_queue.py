@@ -103,6 +103,15 @@ _DISABLE = (
     "UPDATE endpoints SET status = 'disabled', disabled_reason = ?, updated_at = ?"
     " WHERE id = ? AND tenant_id = ? AND status <> 'disabled'"
 )
+# Waiting for an endpoint whose breaker closed: due at a random time within the drain window.
+_WAITING = (
+    "SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND status IN ('pending', 'scheduled')"
+    " AND next_attempt_at > ?"
+)
+_DRAIN = (
+    "UPDATE deliveries SET next_attempt_at = ? + (random() / 18446744073709551616.0 + 0.5) * ?"
+    " WHERE endpoint_id = ? AND status IN ('pending', 'scheduled') AND next_attempt_at > ?"
+)
 _RELEASE = (
     "UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL WHERE status = 'in_flight'"
 )
@@ -201,6 +210,10 @@ class SqliteDeliveryQueue:
                     events.append(d.event)
             for event in events:
                 conn.execute(INSERT_EVENT, event_values(event))
+            for r in lanes.released:
+                (waiting,) = conn.execute(_WAITING, (r.endpoint_id, now)).fetchone()
+                if waiting:
+                    conn.execute(_DRAIN, (now, r.window(waiting), r.endpoint_id, now))
 
         await self._driver.write(write)
 
