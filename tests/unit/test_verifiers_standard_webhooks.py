@@ -245,10 +245,17 @@ def test_rejects_signature_that_is_not_base64(encoded: str) -> None:
     assert message == "malformed header 'webhook-signature': a v1 signature is not valid base64"
 
 
-def test_rejects_header_without_v1_signature() -> None:
+def test_rejects_header_without_v1_or_v1a_signature() -> None:
     good = headers_for()["webhook-signature"].removeprefix("v1,")
-    message = reject(BODY, headers_for() | {"webhook-signature": f"v1a,{good} v2,{good}"})
-    assert message == "header 'webhook-signature' has no v1 signature"
+    message = reject(BODY, headers_for() | {"webhook-signature": f"v2,{good} v1b,{good}"})
+    assert message == "header 'webhook-signature' has no v1 or v1a signature"
+
+
+def test_v1_signature_under_v1a_label_does_not_verify() -> None:
+    good = headers_for()["webhook-signature"].removeprefix("v1,")
+    assert reject(BODY, headers_for() | {"webhook-signature": f"v1a,{good}"}) == (
+        "no signature matched"
+    )
 
 
 def test_accepts_when_one_of_several_signatures_matches() -> None:
@@ -335,7 +342,7 @@ def test_generate_secret_is_valid_random_and_32_bytes() -> None:
 
 
 def test_registry_names() -> None:
-    assert set(VERIFIERS) == {"standard_webhooks", "hmac", "none"}
+    assert set(VERIFIERS) == {"standard_webhooks", "stripe", "github", "shopify", "hmac", "none"}
     for name, verifier in VERIFIERS.items():
         assert get_verifier(name) is verifier
 
@@ -343,7 +350,7 @@ def test_registry_names() -> None:
 def test_get_verifier_unknown_lists_known_names() -> None:
     with pytest.raises(ValueError, match="unknown verifier 'svix'") as info:
         get_verifier("svix")
-    assert "hmac, none, standard_webhooks" in str(info.value)
+    assert "github, hmac, none, shopify, standard_webhooks, stripe" in str(info.value)
 
 
 def test_none_accepts_everything() -> None:
@@ -351,8 +358,8 @@ def test_none_accepts_everything() -> None:
 
 
 def test_validate_config_unknown_scheme() -> None:
-    with pytest.raises(ValueError, match=r"unknown verifier 'stripe'; known verifiers: hmac, "):
-        validate_config("stripe", {}, [])
+    with pytest.raises(ValueError, match=r"unknown verifier 'paypal'; known verifiers: github, "):
+        validate_config("paypal", {}, [])
 
 
 def test_validate_config_standard_webhooks() -> None:
