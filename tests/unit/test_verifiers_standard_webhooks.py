@@ -14,6 +14,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
+from svix.webhooks import Webhook as SvixWebhook
+from svix.webhooks import WebhookVerificationError
 
 from interlink.ingress.verifiers import (
     VERIFIERS,
@@ -128,6 +130,40 @@ def test_reference_library_accepts_signature_with_generated_secret() -> None:
 def test_sign_matches_independent_computation() -> None:
     expected = hmac.new(KEY, f"{MSG_ID}.{TS}.".encode() + BODY, hashlib.sha256).digest()
     assert sign(SECRET, MSG_ID, TS, BODY) == "v1," + base64.b64encode(expected).decode()
+
+
+@pytest.mark.parametrize("prefix", ["svix-", "webhook-"])
+@pytest.mark.parametrize(
+    "body", [BODY, b"", "caf\u00e9 \u2603".encode()], ids=["json", "empty", "utf8"]
+)
+def test_accepts_headers_signed_by_svix(prefix: str, body: bytes) -> None:
+    signature = SvixWebhook(SECRET).sign(MSG_ID, datetime.fromtimestamp(TS, UTC), body.decode())
+    headers = {
+        f"{prefix}id": MSG_ID,
+        f"{prefix}timestamp": str(TS),
+        f"{prefix}signature": signature,
+    }
+    verify(body, headers)
+    assert reject(body + b"x", headers) == "no signature matched"
+    assert reject(body, headers, [OTHER_SECRET]) == "no signature matched"
+
+
+def test_svix_accepts_our_signature_under_its_header_names() -> None:
+    timestamp = int(time.time())
+    headers = {
+        k.replace("webhook-", "svix-"): v for k, v in headers_for(timestamp=timestamp).items()
+    }
+    SvixWebhook(SECRET).verify(BODY, headers)
+
+
+def test_svix_and_we_agree_on_stale_and_future() -> None:
+    now = time.time()
+    for offset in (-400, 400):
+        headers = headers_for(timestamp=int(now) + offset)
+        with pytest.raises(WebhookVerificationError):
+            SvixWebhook(SECRET).verify(BODY, headers)
+        with pytest.raises(VerificationError):
+            verify(BODY, headers, now=now)
 
 
 def test_accepts_svix_header_aliases() -> None:
