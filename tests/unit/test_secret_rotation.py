@@ -33,6 +33,11 @@ def test_rotate_drops_expired_secrets() -> None:
     assert rotate(held, "b", NOW) == (SigningSecret("a"), SigningSecret("b"))
 
 
+def test_expiring_at_once_replaces() -> None:
+    held = tuple(SigningSecret(f"s{i}") for i in range(MAX_SECRETS))
+    assert rotate(held, "new", NOW, expire_others_at=NOW) == (SigningSecret("new"),)
+
+
 def test_rotate_refuses_a_secret_already_held() -> None:
     with pytest.raises(ValueError, match="already holds this secret"):
         rotate((SigningSecret("a"),), "a", NOW)
@@ -66,4 +71,5 @@ def test_rotation_properties(held: list[SigningSecret], expire_in: float | None)
     assert rotated[-1].live(NOW)
     if expire_at is not None:
         assert all(s.expires_at is not None and s.expires_at <= expire_at for s in rotated[:-1])
-    assert [s.value for s in rotated[:-1]] == [s.value for s in held if s.live(NOW)]
+    survivors = [s.value for s in held if s.live(NOW) and (expire_at is None or expire_at > NOW)]
+    assert [s.value for s in rotated[:-1]] == survivors

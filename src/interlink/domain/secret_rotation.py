@@ -27,8 +27,8 @@ def rotate(
     expire_others_at: float | None = None,
     limit: int = MAX_SECRETS,
 ) -> tuple[SigningSecret, ...]:
-    """``secrets`` with ``new`` added, expired ones dropped, the rest expiring at
-    ``expire_others_at`` at the latest; ValueError if that would hold more than ``limit``.
+    """``secrets`` with ``new`` added, the rest expiring at ``expire_others_at`` at the latest and
+    the expired dropped; ValueError if that would hold more than ``limit``.
 
     An expiry already earlier than ``expire_others_at`` is kept: rotating again must never bring
     a retiring secret back to life for longer.
@@ -42,7 +42,11 @@ def rotate(
         expires_at = secret.expires_at
         if expire_others_at is not None and (expires_at is None or expire_others_at < expires_at):
             expires_at = expire_others_at
-        kept.append(SigningSecret(secret.value, expires_at))
+        retiring = SigningSecret(secret.value, expires_at)
+        # Expiring at once (``expire_others_at`` not after ``now``) is a plain replacement; it
+        # also frees room when the source is full.
+        if retiring.live(now):
+            kept.append(retiring)
     if len(kept) + 1 > limit:
         raise ValueError(
             f"a source holds at most {limit} secrets; give the current ones an expiry "
