@@ -125,7 +125,7 @@ def tenants_create(name: str, config: ConfigOpt = None) -> None:
 def sources_create(
     name: str,
     verifier: Annotated[
-        str, typer.Option(help="standard_webhooks | hmac | none")
+        str, typer.Option(help="standard_webhooks | stripe | github | shopify | hmac | none")
     ] = "standard_webhooks",
     secret: Annotated[list[str] | None, typer.Option(help="Secret(s); generated if none")] = None,
     config: ConfigOpt = None,
@@ -134,6 +134,28 @@ def sources_create(
     with _client(config) as c:
         body = {"name": name, "verifier": verifier, "secrets": secret or []}
         _print(_call(c, "POST", "/api/v1/sources", json=body))
+
+
+@sources_app.command("rotate-secret")
+def sources_rotate_secret(
+    source_id: str,
+    secret: Annotated[
+        str | None, typer.Option(help="The new secret (the partner's); generated if omitted")
+    ] = None,
+    expire_current_in: Annotated[
+        int | None,
+        typer.Option(help="Seconds the current secrets keep verifying; kept if omitted"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a secret to a source (printed this once), optionally expiring the current ones."""
+    body: dict[str, object] = {}
+    if secret is not None:
+        body["secret"] = secret
+    if expire_current_in is not None:
+        body["expire_current_in_seconds"] = expire_current_in
+    with _client(config) as c:
+        _print(_call(c, "POST", f"/api/v1/sources/{source_id}/secrets", json=body))
 
 
 @sources_app.command("list")

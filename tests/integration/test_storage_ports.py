@@ -12,10 +12,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import sqlalchemy as sa
 
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
 from interlink.domain.ids import new_id
-from interlink.domain.models import Envelope, Event
+from interlink.domain.models import Envelope, Event, SigningSecret
 from interlink.domain.retry import RetryPolicy
 from interlink.storage import migrate
 from interlink.storage.database import Database
@@ -26,6 +27,7 @@ from interlink.storage.ports import DeliveryQueue, LogWriter, NewDelivery, Settl
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
+from interlink.storage.tables import sources
 
 
 @dataclass
@@ -237,6 +239,40 @@ async def test_configuration_round_trips(stores: Stores) -> None:
     assert await stores.management.get_endpoint(t.id, ep.id) == ep
     sub = await stores.management.create_subscription(t.id, ep.id, ["booking.*", "*"])
     assert await stores.management.subscriptions_for([t.id]) == [sub]
+
+
+async def test_source_secrets_rotate_and_read_both_stored_shapes(stores: Stores) -> None:
+    m = stores.management
+    t, _ = await m.create_tenant("t")
+    source = await m.create_source(
+        t.id,
+        name="pms",
+        verifier="github",
+        verifier_config={},
+        secrets=["s1"],
+        envelope=Envelope(),
+        max_body_bytes=1024,
+        tolerance_seconds=300,
+    )
+    assert source.secrets == (SigningSecret("s1"),)
+    version = m.sources_version
+    now = time.time()
+    rotated = await m.add_source_secret(t.id, source.id, "s2", now=now, expire_others_at=now + 60)
+    assert rotated is not None and m.sources_version > version
+    assert rotated.secrets == (SigningSecret("s1", now + 60), SigningSecret("s2"))
+    assert await m.get_source(source.id) == rotated
+    # A secret without expiry stays a bare string, the shape rows written before expiry had,
+    # and the column may mix both.
+    async with m.db.read() as conn:
+        stored = (
+            await conn.execute(sa.select(sources.c.secrets).where(sources.c.id == source.id))
+        ).scalar_one()
+    assert stored == [{"value": "s1", "expires_at": now + 60}, "s2"]
+    # Another tenant cannot rotate it, nor can anyone rotate a deleted source.
+    other, _ = await m.create_tenant("other")
+    assert await m.add_source_secret(other.id, source.id, "s3", now=now) is None
+    assert await m.delete_source(t.id, source.id)
+    assert await m.add_source_secret(t.id, source.id, "s3", now=now) is None
 
 
 async def test_concurrent_claimers_never_take_the_same_delivery(stores: Stores) -> None:

@@ -161,6 +161,12 @@ def test_secrets_in_a_traceback_are_redacted(lines: io.StringIO) -> None:
         (f"x_{API_KEY}", f"x_{REDACTED}"),  # glued to a word, still redacted
         (f"({API_KEY})", f"({REDACTED})"),
         (f"x={SIGNING}&y=1", f"x={REDACTED}&y=1"),
+        ("key whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A= here", f"key {REDACTED} here"),
+        ("whsec_stripe_style_4f1a", REDACTED),
+        (
+            "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo= is public",
+            "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo= is public",
+        ),
         ("BEARER abc.def-ghi", REDACTED),
     ],
 )

@@ -320,7 +320,7 @@ def test_validate_config_errors(config: dict[str, object], problem: str) -> None
     ("secrets", "problem"),
     [
         ([], "verifier 'hmac' needs at least one secret"),
-        ([SECRET, ""], r"secrets\[1\] must not be empty"),
+        ([SECRET, ""], r"secrets\[1\]: must not be empty"),
         ([b"bytes"], r"secrets\[0\] must be a string, got bytes"),
     ],
 )

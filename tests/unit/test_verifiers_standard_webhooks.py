@@ -14,6 +14,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
+from svix.webhooks import Webhook as SvixWebhook
+from svix.webhooks import WebhookVerificationError
 
 from interlink.ingress.verifiers import (
     VERIFIERS,
@@ -128,6 +130,40 @@ def test_reference_library_accepts_signature_with_generated_secret() -> None:
 def test_sign_matches_independent_computation() -> None:
     expected = hmac.new(KEY, f"{MSG_ID}.{TS}.".encode() + BODY, hashlib.sha256).digest()
     assert sign(SECRET, MSG_ID, TS, BODY) == "v1," + base64.b64encode(expected).decode()
+
+
+@pytest.mark.parametrize("prefix", ["svix-", "webhook-"])
+@pytest.mark.parametrize(
+    "body", [BODY, b"", "caf\u00e9 \u2603".encode()], ids=["json", "empty", "utf8"]
+)
+def test_accepts_headers_signed_by_svix(prefix: str, body: bytes) -> None:
+    signature = SvixWebhook(SECRET).sign(MSG_ID, datetime.fromtimestamp(TS, UTC), body.decode())
+    headers = {
+        f"{prefix}id": MSG_ID,
+        f"{prefix}timestamp": str(TS),
+        f"{prefix}signature": signature,
+    }
+    verify(body, headers)
+    assert reject(body + b"x", headers) == "no signature matched"
+    assert reject(body, headers, [OTHER_SECRET]) == "no signature matched"
+
+
+def test_svix_accepts_our_signature_under_its_header_names() -> None:
+    timestamp = int(time.time())
+    headers = {
+        k.replace("webhook-", "svix-"): v for k, v in headers_for(timestamp=timestamp).items()
+    }
+    SvixWebhook(SECRET).verify(BODY, headers)
+
+
+def test_svix_and_we_agree_on_stale_and_future() -> None:
+    now = time.time()
+    for offset in (-400, 400):
+        headers = headers_for(timestamp=int(now) + offset)
+        with pytest.raises(WebhookVerificationError):
+            SvixWebhook(SECRET).verify(BODY, headers)
+        with pytest.raises(VerificationError):
+            verify(BODY, headers, now=now)
 
 
 def test_accepts_svix_header_aliases() -> None:
@@ -245,10 +281,17 @@ def test_rejects_signature_that_is_not_base64(encoded: str) -> None:
     assert message == "malformed header 'webhook-signature': a v1 signature is not valid base64"
 
 
-def test_rejects_header_without_v1_signature() -> None:
+def test_rejects_header_without_v1_or_v1a_signature() -> None:
     good = headers_for()["webhook-signature"].removeprefix("v1,")
-    message = reject(BODY, headers_for() | {"webhook-signature": f"v1a,{good} v2,{good}"})
-    assert message == "header 'webhook-signature' has no v1 signature"
+    message = reject(BODY, headers_for() | {"webhook-signature": f"v2,{good} v1b,{good}"})
+    assert message == "header 'webhook-signature' has no v1 or v1a signature"
+
+
+def test_v1_signature_under_v1a_label_does_not_verify() -> None:
+    good = headers_for()["webhook-signature"].removeprefix("v1,")
+    assert reject(BODY, headers_for() | {"webhook-signature": f"v1a,{good}"}) == (
+        "no signature matched"
+    )
 
 
 def test_accepts_when_one_of_several_signatures_matches() -> None:
@@ -335,7 +378,7 @@ def test_generate_secret_is_valid_random_and_32_bytes() -> None:
 
 
 def test_registry_names() -> None:
-    assert set(VERIFIERS) == {"standard_webhooks", "hmac", "none"}
+    assert set(VERIFIERS) == {"standard_webhooks", "stripe", "github", "shopify", "hmac", "none"}
     for name, verifier in VERIFIERS.items():
         assert get_verifier(name) is verifier
 
@@ -343,7 +386,7 @@ def test_registry_names() -> None:
 def test_get_verifier_unknown_lists_known_names() -> None:
     with pytest.raises(ValueError, match="unknown verifier 'svix'") as info:
         get_verifier("svix")
-    assert "hmac, none, standard_webhooks" in str(info.value)
+    assert "github, hmac, none, shopify, standard_webhooks, stripe" in str(info.value)
 
 
 def test_none_accepts_everything() -> None:
@@ -351,8 +394,8 @@ def test_none_accepts_everything() -> None:
 
 
 def test_validate_config_unknown_scheme() -> None:
-    with pytest.raises(ValueError, match=r"unknown verifier 'stripe'; known verifiers: hmac, "):
-        validate_config("stripe", {}, [])
+    with pytest.raises(ValueError, match=r"unknown verifier 'paypal'; known verifiers: github, "):
+        validate_config("paypal", {}, [])
 
 
 def test_validate_config_standard_webhooks() -> None:

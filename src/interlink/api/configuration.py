@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -19,6 +20,8 @@ from interlink.api.schemas import (
     EndpointOut,
     EndpointPatch,
     Listing,
+    SecretAdded,
+    SecretIn,
     SourceCreated,
     SourceIn,
     SourceOut,
@@ -32,7 +35,13 @@ from interlink.delivery.outbound_guard import BlockedDestination, check_url
 from interlink.domain.models import EndpointStatus, Envelope
 from interlink.domain.patterns import InvalidPattern, validate_pattern
 from interlink.domain.retry import RetryPolicy
-from interlink.ingress.verifiers import generate_secret, get_verifier, validate_config
+from interlink.ingress.verifiers import (
+    generate_secret,
+    get_scheme,
+    standard_webhooks,
+    validate_config,
+    validate_secret,
+)
 
 
 class TenantController(Controller):
@@ -79,8 +88,7 @@ class SourceController(Controller):
         tenant_id = require_tenant(principal)
         secrets = list(data.secrets)
         try:
-            get_verifier(data.verifier)
-            if not secrets and data.verifier != "none":
+            if not secrets and get_scheme(data.verifier).validate_secret is not None:
                 secrets = [generate_secret(data.verifier)]
             config = validate_config(data.verifier, data.verifier_config, secrets)
         except ValueError as exc:
@@ -114,6 +122,33 @@ class SourceController(Controller):
         )
         return SourceOut.of(source, ctx.settings.public_url)
 
+    @post(
+        "/{source_id:str}/secrets",
+        summary="Rotate: add a secret (shown this once), optionally expiring the current ones",
+    )
+    async def add_secret(
+        self, source_id: str, data: SecretIn, principal: Principal, ctx: ApiContext
+    ) -> SecretAdded:
+        tenant_id = require_tenant(principal)
+        source = found(await ctx.management.get_source(source_id, tenant_id), "source", source_id)
+        try:
+            secret = data.secret or generate_secret(source.verifier)
+            validate_secret(source.verifier, secret)
+        except ValueError as exc:
+            raise ValidationException(f"secret: {exc}") from None
+        now = time.time()
+        expire_at = None
+        if data.expire_current_in_seconds is not None:
+            expire_at = now + data.expire_current_in_seconds
+        try:
+            rotated = await ctx.management.add_source_secret(
+                tenant_id, source_id, secret, now=now, expire_others_at=expire_at
+            )
+        except ValueError as exc:
+            raise ValidationException(str(exc)) from None
+        source = found(rotated, "source", source_id)
+        return SecretAdded(source=SourceOut.of(source, ctx.settings.public_url), secret=secret)
+
     @delete("/{source_id:str}", summary="Delete a source (its events are kept)")
     async def delete_(self, source_id: str, principal: Principal, ctx: ApiContext) -> None:
         if not await ctx.management.delete_source(require_tenant(principal), source_id):
@@ -146,9 +181,11 @@ class EndpointController(Controller):
     ) -> EndpointCreated:
         tenant_id = require_tenant(principal)
         _check_endpoint_url(data.url, ctx)
-        secret = data.secret or generate_secret("standard_webhooks")
+        secret = data.secret or standard_webhooks.generate_secret()
         try:
-            validate_config("standard_webhooks", {}, [secret])
+            # Strictly a whsec_ secret: deliveries are signed with it (v1), so a public key,
+            # which a source may hold, would not do.
+            standard_webhooks.validate_secret(secret)
         except ValueError as exc:
             raise ValidationException(f"secret: {exc}") from None
         endpoint = await ctx.management.create_endpoint(

@@ -83,6 +83,9 @@ class SourceOut(msgspec.Struct):
     tolerance_seconds: int
     ingest_url: str
     secret_count: int
+    # When each held secret stops verifying (null: never), in the order they were added; the
+    # secrets themselves are never shown again after they were created.
+    secret_expires_at: list[str | None]
     created_at: str | None
 
     @classmethod
@@ -97,6 +100,7 @@ class SourceOut(msgspec.Struct):
             tolerance_seconds=s.tolerance_seconds,
             ingest_url=f"{base_url}/in/{s.id}",
             secret_count=len(s.secrets),
+            secret_expires_at=[iso(secret.expires_at) for secret in s.secrets],
             created_at=iso(s.created_at),
         )
 
@@ -104,6 +108,19 @@ class SourceOut(msgspec.Struct):
 class SourceCreated(msgspec.Struct):
     source: SourceOut
     secrets: list[str]
+
+
+class SecretIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A rotation: the new secret (generated where the scheme allows, if absent) and, optionally,
+    how long the secrets held so far keep verifying."""
+
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+    expire_current_in_seconds: Annotated[int, msgspec.Meta(ge=0, le=30 * 24 * 3600)] | None = None
+
+
+class SecretAdded(msgspec.Struct):
+    source: SourceOut
+    secret: str
 
 
 # endpoints ---------------------------------------------------------------------------------------

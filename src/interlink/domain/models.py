@@ -34,13 +34,25 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_type: str | None = None
 
 
+class SigningSecret(msgspec.Struct, frozen=True):
+    """One of a source's secrets (or, for Ed25519, public keys); from ``expires_at`` (epoch
+    seconds) on it verifies nothing, which is how a rotated-out secret is retired."""
+
+    value: str
+    expires_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        # Written so that a NaN clock fails closed: every comparison with NaN is false.
+        return self.expires_at is None or now < self.expires_at
+
+
 class Source(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
     name: str
-    verifier: str  # "standard_webhooks" | "hmac" | "none"
+    verifier: str  # a name in interlink.ingress.verifiers.SCHEMES
     verifier_config: dict[str, object]
-    secrets: tuple[str, ...]
+    secrets: tuple[SigningSecret, ...]
     envelope: Envelope
     max_body_bytes: int
     tolerance_seconds: int

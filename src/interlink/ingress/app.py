@@ -19,7 +19,7 @@ from interlink.domain.envelope import EnvelopeError, extract
 from interlink.domain.ids import new_id
 from interlink.domain.models import Event, Source
 from interlink.ingress.group_commit import GroupCommit
-from interlink.ingress.verifiers import VerificationError, get_verifier
+from interlink.ingress.verifiers import SourceVerifier, VerificationError, prepare
 from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, rejection_reason
 from interlink.storage.management import Management
@@ -48,23 +48,42 @@ class _Reject(Exception):
 
 
 class SourceCache:
-    """Sources change rarely and every request needs one: a short-lived cache, misses too."""
+    """Sources change rarely and every request needs one: a short-lived cache, misses too.
+
+    Each entry keeps the source's verifier ready (config parsed once), and the whole cache is
+    dropped when this process changes a source (a rotated secret counts at once).
+    """
 
     def __init__(self, management: Management, ttl: float = _SOURCE_TTL) -> None:
         self._management = management
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, Source | None]] = {}
+        self._entries: dict[str, tuple[float, tuple[Source, SourceVerifier] | None]] = {}
+        self._version = management.sources_version
 
-    async def get(self, source_id: str) -> Source | None:
+    async def lookup(self, source_id: str) -> tuple[Source, SourceVerifier] | None:
+        """The live source with this id and its verifier, or None."""
         now = time.monotonic()
+        if self._version != self._management.sources_version:
+            self._version = self._management.sources_version
+            self._entries.clear()
         hit = self._entries.get(source_id)
         if hit is not None and hit[0] > now:
             return hit[1]
         source = await self._management.get_source(source_id)
+        found = None
+        if source is not None:
+            verifier = prepare(
+                source.verifier, source.verifier_config, source.secrets, source.tolerance_seconds
+            )
+            found = (source, verifier)
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[source_id] = (now + self._ttl, source)
-        return source
+        self._entries[source_id] = (now + self._ttl, found)
+        return found
+
+    async def get(self, source_id: str) -> Source | None:
+        found = await self.lookup(source_id)
+        return None if found is None else found[0]
 
 
 def kept_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -139,23 +158,27 @@ class IngestApp:
         if scope["method"] != "POST":
             raise _Reject(405, "webhooks are sent with POST")
         source_id = scope["path"].removeprefix("/in/").strip("/")
-        source = await self._sources.get(source_id) if source_id else None
-        if source is None:
+        found = await self._sources.lookup(source_id) if source_id else None
+        if found is None:
             raise _Reject(404, f"no source '{source_id[:64]}'", "unknown-source")
+        source, verify = found
         request.source_id = source.id
-        return await self._accept(source, scope, receive, request)
+        return await self._accept(source, verify, scope, receive, request)
 
     async def _accept(
-        self, source: Source, scope: Scope, receive: Receive, request: _Request
+        self,
+        source: Source,
+        verify: SourceVerifier,
+        scope: Scope,
+        receive: Receive,
+        request: _Request,
     ) -> tuple[int, bytes, str]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request.span, traceparent = tracing.start_ingest_span(headers, source.id)
         body = await _read_body(headers, receive, source.max_body_bytes)
         now = time.time()
         try:
-            get_verifier(source.verifier)(
-                body, headers, source.secrets, source.verifier_config, source.tolerance_seconds, now
-            )
+            verify(body, headers, now)
         except VerificationError as exc:
             log.info(
                 "ingest.rejected",

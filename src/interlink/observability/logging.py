@@ -76,10 +76,11 @@ _SECRET_WORDS: Final = (
     "session",
 )
 
-# Our secrets' shapes: Standard Webhooks secrets (whsec_ + base64), API keys (ik_… and
-# ik_admin_…, token_urlsafe), and a bearer token however it got into a message.
+# Our secrets' shapes: Standard Webhooks secrets (whsec_ + base64, and Stripe's whsec_…) and
+# Ed25519 secret keys (whsk_ + base64), API keys (ik_… and ik_admin_…, token_urlsafe), and a
+# bearer token however it got into a message. Public keys (whpk_) are not secrets.
 _SECRET_VALUE: Final = re.compile(
-    r"whsec_[A-Za-z0-9+/=_-]+"
+    r"wh(?:sec|sk)_[A-Za-z0-9+/=_-]+"
     # No word boundary before ik_: "x_ik_…" is still a key. A false match only hides text.
     r"|ik_[A-Za-z0-9_-]{6,}"
     r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]+"

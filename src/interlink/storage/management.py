@@ -21,6 +21,7 @@ from interlink.domain.models import (
     Endpoint,
     EndpointStatus,
     Envelope,
+    SigningSecret,
     Source,
     Subscription,
     Tenant,
@@ -28,6 +29,7 @@ from interlink.domain.models import (
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
+from interlink.domain.secret_rotation import rotate
 from interlink.storage.database import Database
 from interlink.storage.lanes import decode_state
 from interlink.storage.pagination import Page, fetch_page
@@ -49,6 +51,22 @@ def _tenant(row: Any) -> Tenant:
     return Tenant(row.id, row.name, row.created_at)
 
 
+def _signing_secret(stored: Any) -> SigningSecret:
+    # Rows written before secrets could expire hold bare strings; both shapes are read.
+    if isinstance(stored, str):
+        return SigningSecret(stored)
+    return msgspec.convert(stored, SigningSecret)
+
+
+def _stored_secrets(secrets: Sequence[SigningSecret]) -> list[str | dict[str, Any]]:
+    # A secret without expiry is stored as the bare string, as before, so a process of the
+    # previous release reading the same database (a rolling upgrade) still understands it.
+    return [
+        s.value if s.expires_at is None else {"value": s.value, "expires_at": s.expires_at}
+        for s in secrets
+    ]
+
+
 def _source(row: Any) -> Source:
     return Source(
         id=row.id,
@@ -56,7 +74,7 @@ def _source(row: Any) -> Source:
         name=row.name,
         verifier=row.verifier,
         verifier_config=dict(row.verifier_config),
-        secrets=tuple(row.secrets),
+        secrets=tuple(_signing_secret(s) for s in row.secrets),
         envelope=msgspec.convert(row.envelope, Envelope),
         max_body_bytes=row.max_body_bytes,
         tolerance_seconds=row.tolerance_seconds,
@@ -105,6 +123,8 @@ class Management:
         # Bumped by every change to endpoints or subscriptions made through this process, so
         # caches of routing configuration here drop what they hold at once.
         self.routing_version = 0
+        # The same for sources (their secrets), read by the ingest's source cache.
+        self.sources_version = 0
 
     # tenants and keys --------------------------------------------------------------------------
 
@@ -162,7 +182,7 @@ class Management:
         name: str,
         verifier: str,
         verifier_config: Mapping[str, object],
-        secrets: Sequence[str],
+        secrets: Sequence[str | SigningSecret],
         envelope: Envelope,
         max_body_bytes: int,
         tolerance_seconds: int,
@@ -173,7 +193,7 @@ class Management:
             name=name,
             verifier=verifier,
             verifier_config=dict(verifier_config),
-            secrets=tuple(secrets),
+            secrets=tuple(SigningSecret(s) if isinstance(s, str) else s for s in secrets),
             envelope=envelope,
             max_body_bytes=max_body_bytes,
             tolerance_seconds=tolerance_seconds,
@@ -181,7 +201,7 @@ class Management:
         )
         values = msgspec.structs.asdict(source)
         values["envelope"] = msgspec.to_builtins(envelope)
-        values["secrets"] = list(source.secrets)
+        values["secrets"] = _stored_secrets(source.secrets)
         async with self.db.write() as conn:
             await conn.execute(sources.insert().values(values))
         return source
@@ -201,8 +221,40 @@ class Management:
         )
         return await fetch_page(self.db, query, sources.c.id, page, _source)
 
+    async def add_source_secret(
+        self,
+        tenant_id: str,
+        source_id: str,
+        secret: str,
+        *,
+        now: float,
+        expire_others_at: float | None = None,
+    ) -> Source | None:
+        """Rotate: add ``secret``, drop expired ones, let the others expire at
+        ``expire_others_at``; None if there is no such source, ValueError from ``rotate``."""
+        where = (
+            sources.c.id == source_id,
+            sources.c.tenant_id == tenant_id,
+            sources.c.deleted_at.is_(None),
+        )
+        async with self.db.write() as conn:
+            # FOR UPDATE (ignored by SQLite, whose writers queue anyway): two rotations at once
+            # must not each add to the same old list and lose one of the new secrets.
+            row = (await conn.execute(sources.select().where(*where).with_for_update())).first()
+            if row is None:
+                return None
+            source = _source(row)
+            secrets = rotate(source.secrets, secret, now, expire_others_at)
+            await conn.execute(
+                sources.update().where(*where).values(secrets=_stored_secrets(secrets))
+            )
+        self.sources_version += 1
+        return msgspec.structs.replace(source, secrets=secrets)
+
     async def delete_source(self, tenant_id: str, source_id: str) -> bool:
-        return await self._soft_delete(sources, tenant_id, source_id)
+        deleted = await self._soft_delete(sources, tenant_id, source_id)
+        self.sources_version += 1
+        return deleted
 
     # endpoints ---------------------------------------------------------------------------------
 

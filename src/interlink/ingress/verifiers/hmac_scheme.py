@@ -1,6 +1,7 @@
 """A configurable HMAC scheme covering the common ad-hoc partner conventions.
 
-Examples::
+The named ``github`` and ``shopify`` schemes are fixed configurations of it (``GITHUB``,
+``SHOPIFY``). Examples::
 
     GitHub:  {"header": "x-hub-signature-256", "prefix": "sha256=", "encoding": "hex"}
     Shopify: {"header": "x-shopify-hmac-sha256", "encoding": "base64"}
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from interlink.ingress.verifiers import (
+    Check,
     VerificationError,
     check_timestamp,
     decode_base64,
@@ -50,6 +52,13 @@ class HmacConfig:
 
 
 _KEYS = frozenset(HmacConfig.__dataclass_fields__)
+
+# GitHub signs the raw body with the webhook's secret: ``X-Hub-Signature-256: sha256=<hex>``. The
+# older SHA-1 ``X-Hub-Signature`` is deliberately not a fallback: GitHub sends both, so a request
+# without the SHA-256 header is not from GitHub.
+GITHUB: HmacConfig = HmacConfig(header="x-hub-signature-256", prefix="sha256=")
+# Shopify signs the raw body with the app's client secret: ``X-Shopify-Hmac-SHA256: <base64>``.
+SHOPIFY: HmacConfig = HmacConfig(header="x-shopify-hmac-sha256", encoding="base64")
 
 
 def _header_name(key: str, value: object) -> str:
@@ -122,6 +131,12 @@ def generate_secret() -> str:
     return _secrets.token_urlsafe(32)
 
 
+def validate_secret(secret: str) -> None:
+    """ValueError if ``secret`` cannot be an HMAC key: an empty key is public knowledge."""
+    if not secret:
+        raise ValueError("must not be empty")
+
+
 def _encode(text: str) -> bytes:
     # surrogatepass: config and secrets are arbitrary str, and encoding must never raise on the
     # verify path; signer and verifier use the same rule, so they still agree.
@@ -187,7 +202,28 @@ def verify(
         cfg = parse_config(config)
     except ValueError as exc:
         raise VerificationError(f"source verifier config is invalid: {exc}") from None
+    _verify(cfg, body, headers, secrets, tolerance, now)
 
+
+def checker(cfg: HmacConfig) -> Check:
+    """``verify`` bound to one parsed config, so a source's requests do not re-parse it."""
+
+    def check(
+        body: bytes, headers: Mapping[str, str], secrets: Sequence[str], tolerance: int, now: float
+    ) -> None:
+        _verify(cfg, body, headers, secrets, tolerance, now)
+
+    return check
+
+
+def _verify(
+    cfg: HmacConfig,
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    tolerance: int,
+    now: float,
+) -> None:
     header, value = require_header(headers, cfg.header)
     timestamp: str | None = None
     if cfg.timestamp_header is not None:
