@@ -9,14 +9,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 import sqlalchemy as sa
 
+from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
 from interlink.domain.ids import new_id
 from interlink.domain.models import Envelope, Event, SigningSecret
+from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.retry import RetryPolicy
 from interlink.storage import migrate
 from interlink.storage.database import Database
@@ -85,7 +88,7 @@ async def endpoint(s: Stores, tenant: str, **kw: object) -> str:
         url="http://127.0.0.1:9/x",
         description="",
         secret="whsec_" + "A" * 40,
-        retry=RetryPolicy(schedule=(0, 60)),
+        retry=kw.pop("retry", RetryPolicy(schedule=(0, 60))),  # type: ignore[arg-type]
         timeout_seconds=5,
         **kw,  # type: ignore[arg-type]
     )
@@ -277,9 +280,9 @@ async def test_source_secrets_rotate_and_read_both_stored_shapes(stores: Stores)
 
 async def test_concurrent_claimers_never_take_the_same_delivery(stores: Stores) -> None:
     # On PostgreSQL the claimers run on separate connections at once: FOR UPDATE SKIP LOCKED is
-    # what keeps them apart. The endpoint's lane takes all 40 at once.
+    # what keeps them apart. The endpoint's lane (and its breaker's window) takes all 40 at once.
     t, _ = await stores.management.create_tenant("t")
-    ep = await endpoint(stores, t.id, concurrency=100)
+    ep = await endpoint(stores, t.id, concurrency=100, breaker=BreakerPolicy(min_attempts=100))
     await stores.log.append([event(t.id, f"k{i}") for i in range(40)])
     entries = await stores.log.read_after(0, 100)
     await stores.queue.route(
@@ -334,3 +337,124 @@ async def test_retry_redrives_in_place_but_never_a_delivery_in_flight(stores: St
     retried = await stores.deliveries.retry(t.id, new.id)
     assert retried is not None and retried.status == DeliveryStatus.PENDING
     assert retried.id == new.id and retried.attempt_count == 1
+
+
+# endpoint lanes ------------------------------------------------------------------------------
+
+
+async def routed(stores: Stores, tenant: str, ep: str, keys: list[str | None]) -> list[str]:
+    """One event per key (in this order), routed to ``ep``; returns the delivery ids."""
+    appended = await stores.log.append(
+        [msgspec.structs.replace(event(tenant, f"m{i}"), key=k) for i, k in enumerate(keys)]
+    )
+    entries = {e.id: e for e in await stores.log.read_after(0, 1000)}
+    new = [
+        NewDelivery(new_id("delivery"), tenant, a.event_id, entries[a.event_id].seq, ep, k)
+        for a, k in zip(appended, keys, strict=True)
+    ]
+    await stores.queue.route(new, "router", max(e.seq for e in entries.values()))
+    return [d.id for d in new]
+
+
+def fail_all(claimed: list[Any], now: float, policy: RetryPolicy) -> list[Settled]:
+    bad = AttemptResult(AttemptOutcome.FAILED, 500, 1.0)
+    return [Settled(c, now, bad, decide(c.attempt_count, bad, policy)) for c in claimed]
+
+
+async def test_an_ordered_endpoint_sends_one_head_per_key_in_log_order(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, ordering=Ordering.ORDERED)
+    ids = await routed(stores, t.id, ep, ["a", "b", "a", None, "b", "a"])
+    now = time.time() + 1
+    first = await stores.queue.claim_due(now, 100, 30)
+    # The heads of a and b, and the keyless one: nothing behind a head.
+    assert sorted(c.delivery_id for c in first) == sorted([ids[0], ids[1], ids[3]])
+    assert await stores.queue.claim_due(now, 100, 30) == []  # heads in flight block their keys
+    ok = AttemptResult(AttemptOutcome.SUCCEEDED, 200, 1.0)
+    policy = RetryPolicy(schedule=(0,))
+    head_a = next(c for c in first if c.delivery_id == ids[0])
+    await stores.queue.settle([Settled(head_a, now, ok, decide(0, ok, policy))], now)
+    (second,) = await stores.queue.claim_due(now + 0.01, 100, 30)
+    assert second.delivery_id == ids[2]  # a's next, in log order; b still waits on its head
+
+
+async def test_a_dead_head_holds_its_key_unless_the_endpoint_skips_it(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    policy = RetryPolicy(schedule=(0,))  # one attempt: a failure is dead at once
+    waits = await endpoint(stores, t.id, ordering=Ordering.ORDERED, retry=policy)
+    skips = await endpoint(
+        stores, t.id, ordering=Ordering.ORDERED, on_head_dead=OnHeadDead.SKIP, retry=policy
+    )
+    w_ids = await routed(stores, t.id, waits, ["k", "k"])
+    s_ids = await routed(stores, t.id, skips, ["k", "k"])
+    now = time.time() + 1
+    heads = await stores.queue.claim_due(now, 100, 30)
+    assert sorted(c.delivery_id for c in heads) == sorted([w_ids[0], s_ids[0]])
+    await stores.queue.settle(fail_all(heads, now, policy), now)
+    after = await stores.queue.claim_due(now + 0.01, 100, 30)
+    assert [c.delivery_id for c in after] == [s_ids[1]]  # the waiting endpoint's key is held
+
+
+async def test_an_open_breaker_defers_without_spending_attempts(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    policy = RetryPolicy(schedule=(0, 0, 0, 0))
+    ep = await endpoint(stores, t.id, retry=policy)
+    ids = await routed(stores, t.id, ep, [None] * 30)
+    now = time.time() + 1
+    claimed = await stores.queue.claim_due(now, 100, 30)
+    assert len(claimed) == 20  # a fresh breaker's window
+    await stores.queue.settle(fail_all(claimed, now, policy), now)
+    lane = await stores.management.endpoint_lane(t.id, ep)
+    assert lane.breaker.state.value == "open" and lane.failing_since == now
+    retry_at = lane.breaker.retry_at
+    assert retry_at is not None
+    # Every one is due again by now (retries at 0 s, the rest paced): none is sent, all held.
+    assert await stores.queue.claim_due(now + 5, 100, 30) == []
+    for delivery_id in ids:
+        d = await stores.deliveries.get(t.id, delivery_id)
+        assert d is not None and d.attempt_count <= 1 and d.status != DeliveryStatus.IN_FLIGHT
+        assert d.next_attempt_at is not None and d.next_attempt_at >= retry_at
+
+
+async def test_a_probe_that_succeeds_closes_the_breaker_and_releases_the_backlog(
+    stores: Stores,
+) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    policy = RetryPolicy(schedule=(0,) + (3600,) * 3)
+    ep = await endpoint(stores, t.id, retry=policy, breaker=BreakerPolicy(min_attempts=2))
+    ids = await routed(stores, t.id, ep, [None] * 10)
+    now = time.time() + 1
+    claimed = await stores.queue.claim_due(now, 100, 30)
+    assert len(claimed) == 2
+    await stores.queue.settle(fail_all(claimed, now, policy), now)
+    lane = await stores.management.endpoint_lane(t.id, ep)
+    assert lane.breaker.retry_at is not None
+    probe_at = lane.breaker.retry_at + 60  # past the open breaker's held backlog's spread
+    (probe,) = await stores.queue.claim_due(probe_at, 100, 30)
+    ok = AttemptResult(AttemptOutcome.SUCCEEDED, 200, 1.0)
+    await stores.queue.settle([Settled(probe, probe_at, ok, decide(0, ok, policy))], probe_at)
+    assert (await stores.management.endpoint_lane(t.id, ep)).breaker.state.value == "closed"
+    # Everything that waited — the held backlog and the two retries scheduled an hour out — is
+    # due within the drain window (9 deliveries at the default pace: a second), spread.
+    waiting = [await stores.deliveries.get(t.id, d) for d in ids if d != probe.delivery_id]
+    due = [d.next_attempt_at for d in waiting if d is not None]
+    assert len(due) == 9 and len(set(due)) == 9
+    assert all(t is not None and probe_at <= t <= probe_at + 1.0 for t in due)
+    ops = [e for e in await stores.log.read_after(0, 1000) if e.type.startswith("endpoint.")]
+    assert [e.type for e in ops] == ["endpoint.recovered"]
+
+
+async def test_gone_emits_an_operator_event_once(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id)
+    await routed(stores, t.id, ep, [None, None])
+    now = time.time() + 1
+    claimed = await stores.queue.claim_due(now, 100, 30)
+    gone = AttemptResult(AttemptOutcome.GONE, 410, 1.0)
+    await stores.queue.settle(
+        [Settled(c, now, gone, decide(0, gone, RetryPolicy())) for c in claimed], now
+    )
+    ops = [e for e in await stores.log.read_after(0, 1000) if e.type.startswith("endpoint.")]
+    assert [(e.type, e.key, e.tenant_id) for e in ops] == [("endpoint.disabled", ep, t.id)]
+    stored = await stores.events.get(t.id, ops[0].id)
+    assert stored is not None and msgspec.json.decode(stored.data)["reason"] == "gone"
