@@ -171,14 +171,48 @@ def endpoints_create(
     retry_schedule: Annotated[
         str | None, typer.Option(help="Delays in seconds, e.g. 0,5,300")
     ] = None,
+    ordered: Annotated[
+        bool, typer.Option(help="Deliver events of one key one at a time, in log order")
+    ] = False,
+    skip_dead_heads: Annotated[
+        bool, typer.Option(help="Ordered: move past a key's dead event instead of waiting")
+    ] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Attempts in flight at once")] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="At most this many sends, e.g. 10/second or 600/minute")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create an endpoint; prints its signing secret (shown this once)."""
     body: dict[str, Any] = {"url": url, "description": description}
     if retry_schedule:
         body["retry_schedule"] = [float(x) for x in retry_schedule.split(",")]
+    if ordered:
+        body["ordering"] = "ordered"
+    if skip_dead_heads:
+        body["on_head_dead"] = "skip"
+    if concurrency is not None:
+        body["concurrency"] = concurrency
+    if rate_limit:
+        body["rate_limit"] = _rate_limit(rate_limit)
     with _client(config) as c:
         _print(_call(c, "POST", "/api/v1/endpoints", json=body))
+
+
+def _rate_limit(text: str) -> dict[str, Any]:
+    rate, _, per = text.partition("/")
+    try:
+        return {"rate": float(rate), "per": per.strip() or "second"}
+    except ValueError:
+        typer.secho(f"--rate-limit: {text!r} is not like 10/second", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@endpoints_app.command("health")
+def endpoints_health(endpoint_id: str, config: ConfigOpt = None) -> None:
+    """An endpoint's circuit breaker, failing streak and latency."""
+    with _client(config) as c:
+        _print(_call(c, "GET", f"/api/v1/endpoints/{endpoint_id}/health"))
 
 
 @endpoints_app.command("list")
