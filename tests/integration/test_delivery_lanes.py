@@ -426,8 +426,11 @@ async def drain_rate(tmp_path: Path, with_slow: bool) -> tuple[float, list[Any]]
 async def test_a_receiver_that_never_answers_costs_its_own_slots_until_the_timeout(
     tmp_path: Path,
 ) -> None:
-    alone, _ = await drain_rate(tmp_path / "alone", with_slow=False)
-    beside, tries = await drain_rate(tmp_path / "slow", with_slow=True)
+    # Interleaved, best of two each: one run alone on a shared machine is mostly noise.
+    runs = [await drain_rate(tmp_path / f"run{i}", with_slow=i % 2 == 1) for i in range(4)]
+    alone = max(runs[0][0], runs[2][0])
+    beside = max(runs[1][0], runs[3][0])
+    tries = runs[1][1] + runs[3][1]
     print(f"\nhealthy deliveries/s: alone {alone:.0f}, beside a silent receiver {beside:.0f}")
     assert beside >= 0.9 * alone
     ended = [t for t in tries if t.outcome == "error"]
