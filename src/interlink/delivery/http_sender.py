@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -39,8 +40,10 @@ class HttpSender:
         response_excerpt_bytes: int = 2048,
         connect_timeout: float = 5.0,
         user_agent: str = "Interlink/0.1",
+        name_service: AbstractResolver | None = None,
     ) -> None:
         self._policy = policy
+        self._name_service = name_service  # None: the system's; the guard filters either
         self._max_connections = max_connections
         self._excerpt_bytes = response_excerpt_bytes
         self._connect_timeout = connect_timeout
@@ -52,7 +55,7 @@ class HttpSender:
     async def start(self) -> None:
         if self._session is not None:
             return
-        self._resolver = GuardedResolver(self._policy)
+        self._resolver = GuardedResolver(self._policy, self._name_service)
         connector = aiohttp.TCPConnector(
             resolver=self._resolver,
             limit=self._max_connections,
