@@ -2,7 +2,7 @@
 # A local PostgreSQL server for Interlink's tests and for trying the PostgreSQL backend.
 #
 #   bash scripts/postgres.sh install start setup   # what CI runs; every step is idempotent
-#   bash scripts/postgres.sh stop | status | urls
+#   bash scripts/postgres.sh stop | kill | status | urls   # kill: stop -m immediate, a crash
 #   bash scripts/postgres.sh createdb NAME | dropdb NAME   # throwaway databases for tests
 #
 # `install` installs the Debian packages when they are missing. `start` creates (once) and starts a
@@ -168,6 +168,14 @@ cmd_stop() {
   fi
 }
 
+cmd_kill() {
+  # What a crash looks like to the clients: every backend gone at once, no shutdown checkpoint.
+  if installed && cluster_exists && cluster_online; then
+    $sudo pg_ctlcluster "$(pg_version)" "$CLUSTER" stop -m immediate
+    say "cluster $(pg_version)/$CLUSTER stopped (immediate)"
+  fi
+}
+
 cmd_status() {
   if installed && cluster_exists && cluster_online && pg_isready -q -h "$HOST" -p "$PORT"; then
     say "cluster $(pg_version)/$CLUSTER is running on $HOST:$PORT"
@@ -279,6 +287,7 @@ while [ $# -gt 0 ]; do
     install) cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
+    kill) cmd_kill ;;
     status) cmd_status ;;
     setup) cmd_setup ;;
     urls) cmd_urls ;;

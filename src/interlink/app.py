@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fcntl
+import json
 import os
 import secrets
 import signal
@@ -42,10 +44,17 @@ from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.management import Management
-from interlink.storage.ports import DeliveryQueue, LogWriter, Settled
+from interlink.storage.ports import (
+    DELIVERIES_CHANNEL,
+    LOG_CHANNEL,
+    DeliveryQueue,
+    LogWriter,
+    Settled,
+)
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
+from interlink.storage.wakeups import Wakeups
 
 log = structlog.get_logger("interlink")
 
@@ -54,6 +63,23 @@ ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
 class AlreadyRunning(RuntimeError):
+    pass
+
+
+class Role(enum.StrEnum):
+    """What a process does; ``interlink up`` is all of them, ``interlink run --role`` some."""
+
+    INGRESS = "ingress"  # POST /in/{source}
+    ROUTER = "router"  # the log → deliveries
+    DISPATCHER = "dispatcher"  # deliveries → receivers
+    SCHEDULER = "scheduler"  # periodic jobs: the volume monitor
+    API = "api"  # the management API and its docs
+
+
+ALL_ROLES = frozenset(Role)
+
+
+class RolesNeedPostgres(RuntimeError):
     pass
 
 
@@ -98,9 +124,11 @@ class Interlink:
         settings: Settings,
         on_settled: Callable[[Settled], None] | None = None,
         clock: Clock = SYSTEM,
+        roles: frozenset[Role] = ALL_ROLES,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.roles = roles
         self.db = Database(settings.database_url)
         self.management = Management(self.db)
         self.events = EventLog(self.db)
@@ -173,10 +201,16 @@ class Interlink:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         # The ingest route skips the framework: it is the hot path.
-        if scope["type"] == "http" and scope["path"].startswith("/in/"):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/in/"):
+            if Role.INGRESS not in self.roles:
+                await _not_served(send, "ingest", self.roles)
+                return
             await self.ingest(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == "/metrics":
+        elif path == "/metrics":
             await self.metrics_endpoint(scope, receive, send)
+        elif Role.API not in self.roles and path not in ("/healthz", "/readyz"):
+            await _not_served(send, "the management API", self.roles)
         else:
             await self.api(scope, receive, send)  # type: ignore[arg-type]
 
@@ -186,6 +220,11 @@ class Interlink:
         if not tracing.enabled() and tracing.wanted(self.settings.tracing):
             self._tracing = tracing.configure(self.settings.tracing)
         if self._sqlite is not None:
+            if self.roles != ALL_ROLES:
+                raise RolesNeedPostgres(
+                    "separate roles need PostgreSQL: on SQLite, one process runs them all"
+                    " (interlink up)"
+                )
             self._lock = _lock_sqlite(self._sqlite)
         await asyncio.to_thread(migrate.upgrade, self.settings.database_url)
         if self._driver is not None:
@@ -196,12 +235,20 @@ class Interlink:
                 log.info("dispatcher.resumed_in_flight", count=released)
         await self.sender.start()
         self.commit.start()
-        self._tasks = [
-            asyncio.create_task(self.router.run(), name="router"),
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-        ]
-        if self.settings.volume_monitor:
+        self._tasks = []
+        if Role.ROUTER in self.roles:
+            self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
+        if Role.DISPATCHER in self.roles:
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
             self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
+        if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
+            # Other processes' appends and routing wake this one's roles (a hint; they poll).
+            wakeups = Wakeups(
+                self.db.url,
+                {LOG_CHANNEL: self.router.wake, DELIVERIES_CHANNEL: self.dispatcher.wake},
+            )
+            self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
 
     async def stop(self) -> None:
         # Each stage is bounded: a task that does not end when cancelled (a database call cut
@@ -224,6 +271,19 @@ class Interlink:
 
 
 STOP_SECONDS = 10.0
+
+
+async def _not_served(send: Any, what: str, roles: frozenset[Role]) -> None:
+    detail = f"this process does not serve {what} (its roles: {', '.join(sorted(roles))})"
+    body = json.dumps({"title": "Not Found", "status": 404, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [(b"content-type", b"application/problem+json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _bounded(stage: str, step: Awaitable[None]) -> None:
@@ -261,9 +321,11 @@ async def serve(
     on_settled: Callable[[Settled], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
     stop: asyncio.Event | None = None,
+    roles: frozenset[Role] = ALL_ROLES,
 ) -> None:
-    """Runs every role and the HTTP server until SIGINT/SIGTERM (or ``stop`` is set)."""
-    system = Interlink(settings, on_settled=on_settled)
+    """Runs the roles (every one by default) and the HTTP server until SIGINT/SIGTERM (or
+    ``stop`` is set). Every process listens: for health and metrics at least."""
+    system = Interlink(settings, on_settled=on_settled, roles=roles)
     await system.start()
     server = _Server(
         uvicorn.Config(

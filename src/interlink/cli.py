@@ -14,7 +14,14 @@ import httpx
 import typer
 
 from interlink import config as config_module
-from interlink.app import AlreadyRunning, CannotListen, serve
+from interlink.app import (
+    ALL_ROLES,
+    AlreadyRunning,
+    CannotListen,
+    Role,
+    RolesNeedPostgres,
+    serve,
+)
 from interlink.config import ConfigError, Settings
 from interlink.observability.logging import configure as configure_logging
 
@@ -70,6 +77,38 @@ def up(
             typer.echo(f"Interlink on {settings.public_url} (API docs: {settings.public_url}/docs)")
             _run(serve(settings))
     except (AlreadyRunning, CannotListen) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def run(
+    role: Annotated[
+        list[str],
+        typer.Option(
+            help="ingress, router, dispatcher, scheduler, api or all; repeat for several",
+        ),
+    ],
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    database_url: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run some roles (on PostgreSQL): any number of processes of each share the work."""
+    settings = _settings(config, host=host, port=port, database_url=database_url)
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        roles = ALL_ROLES if "all" in role else frozenset(Role(r) for r in role)
+    except ValueError:
+        names = ", ".join([*sorted(Role), "all"])
+        typer.secho(f"--role: one of {names}, not {', '.join(role)}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Interlink ({', '.join(sorted(roles))}) on {settings.public_url}")
+    try:
+        _run(serve(settings, roles=roles))
+    except (AlreadyRunning, CannotListen, RolesNeedPostgres) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

@@ -80,8 +80,15 @@ def free_port() -> int:
 class InterlinkProcess:
     """``interlink up`` in ``workdir`` on ``port``; start, SIGKILL and restart it."""
 
-    def __init__(self, workdir: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = ("up",),
+    ) -> None:
         self.workdir = workdir
+        self.args = args
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.admin_key = ADMIN_KEY
@@ -114,7 +121,7 @@ class InterlinkProcess:
         with open(log, "wb") as out:
             # Output goes to a file, not a pipe: a pipe nobody reads would block the process.
             self.proc = subprocess.Popen(
-                [str(INTERLINK), "up"],
+                [str(INTERLINK), *self.args],
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -158,7 +158,14 @@ class IngestApp:
         if scope["method"] != "POST":
             raise _Reject(405, "webhooks are sent with POST")
         source_id = scope["path"].removeprefix("/in/").strip("/")
-        found = await self._sources.lookup(source_id) if source_id else None
+        try:
+            found = await self._sources.lookup(source_id) if source_id else None
+        except Exception as exc:
+            # The database is down (or restarting): nothing can be stored, say so plainly.
+            log.warning("ingest.source_lookup_failed", source_id=source_id[:64], error=repr(exc))
+            raise _Reject(
+                503, "the event store is unavailable; retry later", "unavailable"
+            ) from None
         if found is None:
             raise _Reject(404, f"no source '{source_id[:64]}'", "unknown-source")
         source, verify = found

@@ -17,7 +17,7 @@ from interlink.domain.ids import new_id
 from interlink.domain.models import Subscription
 from interlink.routing.matching import endpoints_for, index_by_tenant
 from interlink.storage.management import Management
-from interlink.storage.ports import DeliveryQueue, LogWriter, NewDelivery
+from interlink.storage.ports import CursorMoved, DeliveryQueue, LogWriter, NewDelivery
 
 log = structlog.get_logger("interlink.router")
 
@@ -89,7 +89,12 @@ class Router:
             for e in batch
             for endpoint_id in endpoints_for(e.type, e.tenant_id, subs.get(e.tenant_id, ()))
         ]
-        await self._deliveries.route(new, CURSOR, batch[-1].seq)
+        try:
+            await self._deliveries.route(new, CURSOR, batch[-1].seq, previous=self._position)
+        except CursorMoved:
+            # Another router took this batch: carry on from where it is now.
+            self._position = await self._events.position(CURSOR)
+            return len(batch)
         self._position = batch[-1].seq
         if new and self._on_routed is not None:
             self._on_routed()

@@ -31,7 +31,14 @@ from interlink.storage.lanes import (
     settle_lanes,
 )
 from interlink.storage.pagination import Page, fetch_page
-from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
+from interlink.storage.ports import (
+    DELIVERIES_CHANNEL,
+    DUE_STATUSES,
+    Claimed,
+    CursorMoved,
+    NewDelivery,
+    Settled,
+)
 from interlink.storage.rows import delivery_rows, event_row, settlement
 from interlink.storage.tables import (
     attempts,
@@ -128,16 +135,44 @@ class Deliveries:
 
     # router ------------------------------------------------------------------------------------
 
-    async def route(self, batch: Sequence[NewDelivery], cursor: str, position: int) -> None:
+    async def route(
+        self,
+        batch: Sequence[NewDelivery],
+        cursor: str,
+        position: int,
+        previous: int | None = None,
+    ) -> None:
         """Creates a batch of deliveries and moves the router's cursor, atomically."""
         now = time.time()
         async with self.db.write() as conn:
+            # The cursor first: a second router blocks on its row, then finds it moved.
+            await self._move_cursor(conn, cursor, position, previous)
             if batch:
                 await conn.execute(self._insert, delivery_rows(batch, now))
-            upsert = self._dialect.insert(cursors).values(name=cursor, position=position)
+                if not self.db.is_sqlite:
+                    await conn.execute(sa.select(sa.func.pg_notify(DELIVERIES_CHANNEL, "")))
+
+    async def _move_cursor(
+        self, conn: AsyncConnection, name: str, position: int, previous: int | None
+    ) -> None:
+        insert = self._dialect.insert(cursors).values(name=name, position=position)
+        if previous is None:
             await conn.execute(
-                upsert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
+                insert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
             )
+            return
+        moved = await conn.execute(
+            cursors.update()
+            .where(cursors.c.name == name, cursors.c.position == previous)
+            .values(position=position)
+        )
+        if moved.rowcount:
+            return
+        if previous == 0:  # the first batch ever: the row may not exist yet
+            created = await conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+            if created.rowcount:
+                return
+        raise CursorMoved(name)
 
     # dispatcher --------------------------------------------------------------------------------
 

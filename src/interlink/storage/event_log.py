@@ -16,9 +16,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from interlink.domain.models import Event
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, fetch_page
-from interlink.storage.ports import Appended, LogEntry
+from interlink.storage.ports import LOG_CHANNEL, Appended, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.tables import cursors, events
+
+# The advisory lock appends to the log take on PostgreSQL (any constant unique to Interlink).
+LOG_APPEND_LOCK = 0x1A7E_106
 
 
 class EventFilter(msgspec.Struct, frozen=True):
@@ -59,6 +62,10 @@ class EventLog:
         rows = [event_row(e) for e in batch]
         wanted = {(e.source_id, e.idempotency_key) for e in batch}
         async with self.db.write() as conn:
+            if not self.db.is_sqlite:
+                # Appends take turns, so ``seq`` values commit in the order they were taken and
+                # a router reading after its cursor never passes over one committed late.
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOG_APPEND_LOCK)))
             await conn.execute(self._insert, rows)
             stored = await conn.execute(
                 sa.select(events.c.source_id, events.c.idempotency_key, events.c.id).where(
@@ -66,6 +73,8 @@ class EventLog:
                 )
             )
             ids = {(r.source_id, r.idempotency_key): r.id for r in stored}
+            if not self.db.is_sqlite:
+                await conn.execute(sa.select(sa.func.pg_notify(LOG_CHANNEL, "")))
         out = []
         for e in batch:
             stored_id = ids[(e.source_id, e.idempotency_key)]

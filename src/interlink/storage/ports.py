@@ -73,6 +73,16 @@ class Settled(msgspec.Struct, frozen=True):
     decision: Decision
 
 
+class CursorMoved(Exception):
+    """Another router moved the cursor first: the batch was routed there (nothing written here)."""
+
+
+# PostgreSQL channels that wake other processes' roles; LISTEN/NOTIFY is only ever a hint,
+# every role polls slowly as well.
+LOG_CHANNEL = "interlink_log"  # events appended: routers
+DELIVERIES_CHANNEL = "interlink_deliveries"  # deliveries created: dispatchers
+
+
 class LogWriter(Protocol):
     async def append(self, batch: Sequence[Event]) -> list[Appended]:
         """Stores a batch in one durable transaction; duplicates return the first event's id."""
@@ -84,8 +94,16 @@ class LogWriter(Protocol):
 
 
 class DeliveryQueue(Protocol):
-    async def route(self, batch: Sequence[NewDelivery], cursor: str, position: int) -> None:
-        """Creates deliveries and moves the router's cursor, atomically."""
+    async def route(
+        self,
+        batch: Sequence[NewDelivery],
+        cursor: str,
+        position: int,
+        previous: int | None = None,
+    ) -> None:
+        """Creates deliveries and moves the router's cursor, atomically. With ``previous``,
+        only from there: if another router moved it first, nothing is written and
+        ``CursorMoved`` is raised, so several routers never route a batch twice."""
         ...
 
     async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:

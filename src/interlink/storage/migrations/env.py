@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from interlink.storage.tables import metadata
 
 target_metadata = metadata
+MIGRATION_LOCK = 0x1A7E_0001
 
 
 def _run(connection: Connection) -> None:
@@ -21,6 +22,10 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Processes starting together (several roles) migrate one at a time; the others
+            # then find the schema at head and do nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -17,7 +17,7 @@ from interlink.storage.lanes import (
     policy_of,
     settle_lanes,
 )
-from interlink.storage.ports import DUE_STATUSES, Claimed, NewDelivery, Settled
+from interlink.storage.ports import DUE_STATUSES, Claimed, CursorMoved, NewDelivery, Settled
 from interlink.storage.rows import delivery_rows, settlement
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import INSERT_EVENT, event_values
@@ -34,6 +34,8 @@ _CURSOR = (
     "INSERT INTO cursors (name, position) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 )
+_MOVE_CURSOR = "UPDATE cursors SET position = ? WHERE name = ? AND position = ?"
+_NEW_CURSOR = "INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
 # An ordered endpoint's delivery is due only as the head of its key: no live (or, with
 # on_head_dead = wait, dead) delivery of the same key lies before it in the log
 # (domain/ordering.py; served by ix_deliveries_key_head).
@@ -127,13 +129,24 @@ class SqliteDeliveryQueue:
         self._driver = driver
         self._rng = rng or random.Random()
 
-    async def route(self, batch: Sequence[NewDelivery], cursor: str, position: int) -> None:
+    async def route(
+        self,
+        batch: Sequence[NewDelivery],
+        cursor: str,
+        position: int,
+        previous: int | None = None,
+    ) -> None:
         rows = delivery_rows(batch, time.time())
 
         def write(conn: sqlite3.Connection) -> None:
+            if previous is None:
+                conn.execute(_CURSOR, (cursor, position))
+            elif not conn.execute(_MOVE_CURSOR, (position, cursor, previous)).rowcount and not (
+                previous == 0 and conn.execute(_NEW_CURSOR, (cursor, position)).rowcount
+            ):
+                raise CursorMoved(cursor)
             if rows:
                 conn.executemany(_INSERT, rows)
-            conn.execute(_CURSOR, (cursor, position))
 
         await self._driver.write(write)
 
