@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test lint typecheck bench bench-smoke clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -35,6 +35,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck  ## the whole test suite: lint, types, unit, integration, e2e
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The in-process integration suite again, every test on a fresh PostgreSQL database instead of
+# SQLite (needs INTERLINK_TEST_POSTGRES_URL: `bash scripts/postgres.sh install start setup`).
+test-postgres: $(STAMP)
+	INTERLINK_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
 
 # The benchmark (docs/benchmarks.md): Interlink against a FastAPI + Celery + Redis baseline on
 # loopback, both measured in the same run; installs Debian's redis-server if it is missing.

@@ -38,6 +38,9 @@ app.add_typer(events_app, name="events")
 app.add_typer(tenants_app, name="tenants")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file")]
+HostOpt = Annotated[str | None, typer.Option(help="Address to listen on")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to listen on")]
+DatabaseOpt = Annotated[str | None, typer.Option("--db", help="Database URL")]
 
 
 def _settings(config: str | None, **overrides: Any) -> Settings:
@@ -60,9 +63,9 @@ def _run(coro: Any) -> None:
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Also run simulated partners and receivers")] = False,
-    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    database_url: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    database_url: DatabaseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run every role in one process (ingest, router, dispatcher, API)."""
@@ -91,9 +94,9 @@ def run(
             help="ingress, router, dispatcher, scheduler, api or all; repeat for several",
         ),
     ],
-    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    database_url: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    database_url: DatabaseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run some roles (on PostgreSQL): any number of processes of each share the work."""

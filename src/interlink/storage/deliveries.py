@@ -437,15 +437,20 @@ class Deliveries:
         ).scalar_one()
         if not backlog:
             return
-        random_fraction = (
-            sa.func.random() / 18446744073709551616.0 + 0.5
-            if self.db.is_sqlite
-            else sa.func.random()
-        )
+        window = release.window(backlog)
+        if self.db.is_sqlite:
+            fraction = sa.func.random() / 18446744073709551616.0 + 0.5
+            await conn.execute(
+                deliveries.update().where(*waiting).values(next_attempt_at=now + fraction * window)
+            )
+            return
+        # Not the rows a dispatcher is claiming right now (it holds them and waits for this
+        # lane's row, which this transaction holds): that claim decides about those itself.
+        free = sa.select(deliveries.c.id).where(*waiting).with_for_update(skip_locked=True)
         await conn.execute(
             deliveries.update()
-            .where(*waiting)
-            .values(next_attempt_at=now + random_fraction * release.window(backlog))
+            .where(deliveries.c.id.in_(free.scalar_subquery()))
+            .values(next_attempt_at=now + sa.func.random() * window)
         )
 
     async def release_all_leases(self, now: float) -> int:
