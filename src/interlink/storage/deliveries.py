@@ -254,19 +254,32 @@ class Deliveries:
     ) -> dict[str, LaneState]:
         """The endpoints' lane states, locked until the transaction ends on PostgreSQL, so
         dispatchers in other processes read and write them one at a time."""
-        query = sa.select(endpoint_lanes.c.endpoint_id, endpoint_lanes.c.state).where(
-            endpoint_lanes.c.endpoint_id.in_(list(tenants))
-        )
-        if not self.db.is_sqlite:
-            fresh = [lane_row(e, t, LaneState(), now) for e, t in sorted(tenants.items())]
+
+        def locked(ids: list[str]) -> sa.Select[Any]:
+            query = sa.select(endpoint_lanes.c.endpoint_id, endpoint_lanes.c.state).where(
+                endpoint_lanes.c.endpoint_id.in_(ids)
+            )
+            if self.db.is_sqlite:
+                return query
+            return query.order_by(endpoint_lanes.c.endpoint_id).with_for_update()
+
+        states = {
+            r.endpoint_id: decode_state(r.state) for r in await conn.execute(locked(list(tenants)))
+        }
+        missing = sorted(set(tenants) - states.keys())
+        if missing and not self.db.is_sqlite:
+            # A lane's first use: its row must exist to be locked (another process may be
+            # creating it at the same moment, hence DO NOTHING and a second look).
+            fresh = [lane_row(e, tenants[e], LaneState(), now) for e in missing]
             await conn.execute(
                 postgresql.insert(endpoint_lanes).on_conflict_do_nothing(
                     index_elements=["endpoint_id"]
                 ),
                 fresh,
             )
-            query = query.order_by(endpoint_lanes.c.endpoint_id).with_for_update()
-        return {r.endpoint_id: decode_state(r.state) for r in await conn.execute(query)}
+            for r in await conn.execute(locked(missing)):
+                states[r.endpoint_id] = decode_state(r.state)
+        return states
 
     async def _save_lanes(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         if not rows:
