@@ -485,6 +485,8 @@ def _endpoints(demo: Demo, narrow: bool) -> Panel:
         name = Text(view.spec.name, style="bold")
         if narrow:
             name.stylize(_BEHAVIOUR_STYLE[view.spec.behaviour])
+            if view.breaker != "closed":
+                name.append(" ⚡", style="bold red")  # its breaker is open or probing
         cells: list[RenderableType] = [name] if narrow else [name, behaviour]
         n = functools.partial(_n, short=narrow)
         cells += [
