@@ -471,3 +471,34 @@ async def test_a_dead_head_blocks_only_its_key_or_is_skipped(tmp_path: Path) -> 
         assert got == {("good-1", 0), ("good-1", 1), ("good-1", 2)}  # bad-1 waits on its head
         got = {(a.data["key"], a.data["n"]) for a in skips.acked()}
         assert got == {("good-1", n) for n in range(3)} | {("bad-1", 1), ("bad-1", 2)}
+
+
+# health: disabled after failing too long ------------------------------------------------------
+
+
+async def test_an_endpoint_failing_longer_than_its_limit_is_disabled_and_operators_told(
+    tmp_path: Path,
+) -> None:
+    clock = ScaledClock(600.0)  # its hour of failing in 6 s
+    async with world(tmp_path, clock) as w:
+        r = await w.receiver(lambda _: (500, 0.0))
+        ops = await w.receiver()
+        ep = await w.endpoint(r.url, ["booking.*"], disable_after_seconds=3600.0)
+        await w.endpoint(ops.url, ["endpoint.*"])
+        await w.inject([("booking.created", None, {"j": j}) for j in range(50)])
+
+        async def disabled() -> bool:
+            e = await w.system.management.get_endpoint(w.tenant_id, ep)
+            return e is not None and e.status is EndpointStatus.DISABLED
+
+        await eventually(disabled, timeout=30)
+        e = await w.system.management.get_endpoint(w.tenant_id, ep)
+        assert e is not None and "disable_after_seconds" in (e.disabled_reason or "")
+        await eventually(lambda: len(ops.acked()) == 1, timeout=10)
+        assert ops.acked()[0].data["reason"] == "failing"
+        lane = await w.system.management.endpoint_lane(w.tenant_id, ep)
+        assert lane.failing_since is not None
+        # Disabled after its hour, not before; its deliveries are kept, none lost.
+        assert clock.now() - lane.failing_since >= 3600
+        counts = (await w.system.deliveries.counts())[ep]
+        assert sum(counts.values()) == 50 and counts.get("succeeded", 0) == 0
