@@ -7,7 +7,7 @@ Nothing here normalizes or routes; the answer waits only for the durable write.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import msgspec
@@ -32,10 +32,14 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = structlog.get_logger("interlink.ingress")
 
 # Headers kept with the event for audit and replay: the envelope and signature families partners
-# use; credentials such as Authorization and cookies are never stored.
+# use. Credentials are never stored (the event API shows these headers): not Authorization or
+# cookies, not a header named like a credential (x-api-key, x-auth-token), and not one that
+# carries one of the source's secrets (a partner that sends the shared secret itself, as
+# GitLab's X-Gitlab-Token does, whatever the header is called).
 _KEPT_PREFIXES = ("webhook-", "svix-", "x-", "stripe-")
 _KEPT = frozenset({"content-type", "user-agent"})
-_NEVER = frozenset({"x-api-key", "x-auth-token", "x-amz-security-token"})
+_CREDENTIAL_WORDS = ("token", "secret", "password", "passwd", "credential", "auth", "cookie")
+_CREDENTIAL_NAMES = frozenset({"x-api-key", "x-apikey"})
 _MAX_KEPT_HEADERS = 40
 _MAX_HEADER_VALUE = 1024
 _SOURCE_TTL = 2.0
@@ -86,15 +90,25 @@ class SourceCache:
         return None if found is None else found[0]
 
 
-def kept_headers(headers: dict[str, str]) -> dict[str, str]:
+def kept_headers(headers: dict[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in headers.items():
-        if name in _NEVER or not (name in _KEPT or name.startswith(_KEPT_PREFIXES)):
+        if not (name in _KEPT or name.startswith(_KEPT_PREFIXES)) or _credential(
+            name, value, secrets
+        ):
             continue
         kept[name] = value[:_MAX_HEADER_VALUE]
         if len(kept) >= _MAX_KEPT_HEADERS:
             break
     return kept
+
+
+def _credential(name: str, value: str, secrets: Sequence[str]) -> bool:
+    return (
+        name in _CREDENTIAL_NAMES
+        or any(word in name for word in _CREDENTIAL_WORDS)
+        or any(secret and secret in value for secret in secrets)
+    )
 
 
 class _Request:
@@ -219,7 +233,7 @@ class IngestApp:
             occurred_at=fields.occurred_at,
             data=fields.data,
             raw=body,
-            headers=kept_headers(headers),
+            headers=kept_headers(headers, [s.value for s in source.secrets]),
             trace_context=traceparent,
         )
         try:
