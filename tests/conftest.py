@@ -1,4 +1,5 @@
-"""Fixtures for every test directory: a PostgreSQL server, and fresh databases on it.
+"""Fixtures for every test directory: a PostgreSQL server, and fresh databases on it; and the
+canary sweep (tests/canary.py), which checks after every test that no secret leaked.
 
 ``INTERLINK_TEST_POSTGRES_URL`` names the server and a role that may create databases;
 ``bash scripts/postgres.sh install start setup`` starts one and prints the URL
@@ -22,6 +23,9 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+
+# The canary sweep (tests/canary.py) runs around every test of the suite.
+pytest_plugins = ("tests.canary",)
 
 POSTGRES_URL_ENV = "INTERLINK_TEST_POSTGRES_URL"
 # Made by scripts/postgres.sh setup: the schema owned by interlink_owner, and default privileges

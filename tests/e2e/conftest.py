@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from tests.canary import Sweep
 
 ADMIN_KEY = "ik_admin_e2e_" + "k" * 32
 INTERLINK = Path(sys.executable).parent / "interlink"
@@ -208,7 +210,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 async def interlink(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, canary: Sweep
 ) -> AsyncIterator[InterlinkProcess]:
     workdir = tmp_path / "interlink"
     workdir.mkdir()
@@ -219,6 +221,8 @@ async def interlink(
         yield process
     finally:
         code = await asyncio.to_thread(process.stop)
+        for log in process.logs:
+            canary.read_log_file(log)
         # SIGTERM is the documented way to stop it: it shuts down cleanly and exits 0.
         assert code in (None, 0), f"interlink exited with {code} on SIGTERM:\n{process.output()}"
 
@@ -369,10 +373,19 @@ def signed_headers(
     }
 
 
+def _bytes(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    return data.encode() if isinstance(data, str) else b""
+
+
 class Api:
-    def __init__(self, session: aiohttp.ClientSession, process: InterlinkProcess) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, process: InterlinkProcess, canary: Sweep
+    ) -> None:
         self.session = session
         self.process = process
+        self.canary = canary
 
     @property
     def base_url(self) -> str:
@@ -402,6 +415,15 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=30),
         ) as response:
             text = await response.text()
+            self.canary.exchange(
+                method,
+                path,
+                sent,
+                msgspec.json.encode(json) if json is not None else _bytes(data),
+                response.status,
+                response.headers.items(),
+                text.encode(),
+            )
             ctype = response.content_type
             body: Any = text
             if ctype in ("application/json", "application/problem+json") and text:
@@ -508,5 +530,5 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def api(http: aiohttp.ClientSession, interlink: InterlinkProcess) -> Api:
-    return Api(http, interlink)
+def api(http: aiohttp.ClientSession, interlink: InterlinkProcess, canary: Sweep) -> Api:
+    return Api(http, interlink, canary)

@@ -8,6 +8,7 @@ tests/conftest.py) builds the settings on a fresh PostgreSQL database per test i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
+from tests.canary import RecordingTransport, Sweep
 
 from interlink import config
 from interlink.app import Interlink
@@ -139,15 +141,32 @@ class Harness:
         return await self.client.get(path, params=params, headers=self.auth(key))
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
-    monkeypatch.chdir(tmp_path)
-    system = Interlink(settings_for(tmp_path))
+def client_for(system: Interlink, canary: Sweep) -> httpx.AsyncClient:
+    """A client of ``system`` in-process; the canary sweep sees every exchange."""
+    transport = RecordingTransport(httpx.ASGITransport(app=system), canary)
+    return httpx.AsyncClient(transport=transport, base_url="http://interlink")
+
+
+@contextlib.asynccontextmanager
+async def running(settings: config.Settings, canary: Sweep) -> AsyncIterator[Harness]:
+    system = Interlink(settings)
     await system.start()
-    transport = httpx.ASGITransport(app=system)
-    async with httpx.AsyncClient(transport=transport, base_url="http://interlink") as client:
-        yield Harness(system, client)
-    await system.stop()
+    try:
+        async with client_for(system, canary) as client:
+            yield Harness(system, client)
+        if not system.db.is_sqlite:  # the sweep reads SQLite files itself, after the test
+            await canary.read_database(system.db)
+    finally:
+        await system.stop()
+
+
+@pytest.fixture
+async def harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, canary: Sweep
+) -> AsyncIterator[Harness]:
+    monkeypatch.chdir(tmp_path)
+    async with running(settings_for(tmp_path), canary) as harness:
+        yield harness
 
 
 def signed(

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
+from tests.canary import Sweep
 from tests.integration.conftest import (
     Harness,
+    client_for,
     database_backend,
     eventually,
     settings_for,
@@ -91,16 +92,14 @@ async def test_replay_resends_with_the_same_webhook_id(harness: Harness, receive
 
 
 async def test_restart_resumes_scheduled_retries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver_factory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver_factory, canary: Sweep
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     receiver = await receiver_factory(answers=[503])
     settings = settings_for(tmp_path)
     first = Interlink(settings)
     await first.start()
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=first), base_url="http://i"
-    ) as c:
+    async with client_for(first, canary) as c:
         h = Harness(first, c)
         key = await h.tenant()
         source, secret, ep = await wire(h, key, receiver.url, retry_schedule=[0, 2])
@@ -114,9 +113,7 @@ async def test_restart_resumes_scheduled_retries(
     await second.start()
     try:
         await eventually(lambda: len(receiver.received) == 2, timeout=8)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=second), base_url="http://i"
-        ) as c:
+        async with client_for(second, canary) as c:
             h = Harness(second, c)
             await eventually(lambda: _count(h, key, endpoint_id, "succeeded", 1))
     finally:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from tests.canary import Sweep
 from tests.integration.conftest import ADMIN, Harness, eventually, signed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -206,10 +207,12 @@ async def test_state_gauges_read_the_database(harness: Harness, receiver_factory
 
 
 async def test_metrics_token(
-    tmp_path: Any, monkeypatch: Any, receiver_factory: Callable[..., Awaitable[Any]]
+    tmp_path: Any,
+    monkeypatch: Any,
+    receiver_factory: Callable[..., Awaitable[Any]],
+    canary: Sweep,
 ) -> None:
-    import httpx
-    from tests.integration.conftest import settings_for
+    from tests.integration.conftest import client_for, settings_for
 
     from interlink.app import Interlink
 
@@ -217,8 +220,7 @@ async def test_metrics_token(
     system = Interlink(settings_for(tmp_path, metrics_token="scrape-me", volume_monitor=False))
     await system.start()
     try:
-        transport = httpx.ASGITransport(app=system)
-        async with httpx.AsyncClient(transport=transport, base_url="http://i") as client:
+        async with client_for(system, canary) as client:
             assert (await client.get("/metrics")).status_code == 401
             h = Harness(system, client)
             assert await scrape(h, authorization="Bearer scrape-me")

@@ -1,0 +1,424 @@
+"""The canary sweep: no secret shows in a log line, an attempt record or an API response.
+
+A pytest plugin (loaded by tests/conftest.py) that runs around every test of the suite.
+
+**Secrets** are collected as the suite runs, session-wide:
+
+* every credential a test client sends (the bearer token of ``Authorization``, wrong keys too)
+  and every secret it supplies when it creates something (``secret``, ``secrets``);
+* the designated fields of creation answers: ``api_key``, ``secret``, ``secrets`` of a 2xx
+  answer to a POST, the one place a secret is shown;
+* the secrets the test's databases hold (``sources.secrets``, ``endpoints.secret``), however
+  they got there (the demo writes them through the storage layer, not the API);
+* canaries a test plants with :meth:`Sweep.plant`: values shaped like nothing the log redaction
+  knows (``canary-hmac-…``), so only allow-list logging keeps them out.
+
+**Captures**, per test: every structlog line Interlink writes in-process, rendered by the
+production processors (redaction included); every stdlib log record that reaches the root
+logger; the output of every e2e ``interlink up``; every API response a test client receives
+(status, headers, body; a creation answer without its designated fields); and the attempt
+records (``attempts.error``, ``attempts.response_excerpt``, ``deliveries.last_error``) and the
+kept event headers of the test's databases.
+
+After each test, every secret (and, for ``whsec_``/``ik_`` secrets, the part after the prefix)
+is looked for in every capture; a hit fails the test in teardown, naming the secret masked and
+where it showed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import json
+import logging
+import secrets as _secrets
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import structlog
+
+from interlink.observability.logging import configure as configure_logging
+from interlink.storage.database import Database
+
+# Shorter values ("s1", "nope") are test props, not secrets: as needles they would match
+# everywhere. A real secret is far longer.
+MIN_LENGTH = 8
+# Formats whose body is itself the secret: found without the prefix, it has still leaked.
+_PREFIXES = ("whsec_", "ik_admin_", "ik_")
+# The fields of a creation answer that carry the secret it shows once (api/schemas.py).
+_SHOWN_ONCE = ("api_key", "secret", "secrets")
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+_LEAKS_SHOWN_PER_SECRET = 5
+
+# Where secrets must never be (the records), and where they are kept (to collect them).
+_RECORDS = (
+    ("attempt record", "SELECT id, error, response_excerpt FROM attempts"),
+    ("delivery record", "SELECT id, last_error FROM deliveries"),
+    ("event headers", "SELECT id, headers FROM events"),
+)
+_HELD = (
+    ("source secret (stored)", "SELECT secrets FROM sources"),
+    ("endpoint secret (stored)", "SELECT secret FROM endpoints"),
+)
+
+
+@dataclass(frozen=True)
+class Secret:
+    value: str
+    kind: str  # where it came from, for the report
+
+
+@dataclass(frozen=True)
+class Capture:
+    kind: str  # log | response | record | output
+    where: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Leak:
+    secret: Secret
+    where: str
+    excerpt: str  # the text around the hit, every known secret in it masked
+
+
+def mask(value: str) -> str:
+    """Enough to tell secrets apart in a report, not enough to use one."""
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[:4]}…({len(value)} chars, sha256 {digest})"
+
+
+def needles(value: str) -> list[str]:
+    """What to look for: the secret, and the body of a prefixed one."""
+    found = [value] if len(value) >= MIN_LENGTH else []
+    for prefix in _PREFIXES:
+        if value.startswith(prefix):
+            body = value.removeprefix(prefix)
+            if len(body) >= MIN_LENGTH:
+                found.append(body)
+            break
+    return found
+
+
+def find_leaks(secrets: Iterable[Secret], captures: Sequence[Capture]) -> list[Leak]:
+    """Every capture that contains a secret (once per secret and capture)."""
+    secrets = list(secrets)
+    # One text, searched by str.find per needle: fast enough for e2e runs of thousands of lines.
+    joined = "\x00".join(c.text for c in captures)
+    starts: list[int] = []
+    offset = 0
+    for c in captures:
+        starts.append(offset)
+        offset += len(c.text) + 1
+    leaks: list[Leak] = []
+    for secret in secrets:
+        hit: set[int] = set()
+        for needle in needles(secret.value):
+            pos = joined.find(needle)
+            while pos != -1:
+                index = bisect.bisect_right(starts, pos) - 1
+                if index not in hit:
+                    hit.add(index)
+                    leaks.append(
+                        Leak(secret, captures[index].where, _excerpt(joined, pos, needle, secrets))
+                    )
+                pos = joined.find(needle, pos + len(needle))
+    return leaks
+
+
+def _excerpt(text: str, pos: int, needle: str, secrets: Sequence[Secret]) -> str:
+    start, end = max(0, pos - 60), pos + len(needle) + 60
+    shown = text[start:end].split("\x00")
+    # The capture the hit is in: the piece that holds the hit's offset.
+    at, piece = start, shown[0]
+    for piece in shown:
+        if at <= pos < at + len(piece) + 1:
+            break
+        at += len(piece) + 1
+    for secret in sorted(secrets, key=lambda s: -len(s.value)):
+        for n in needles(secret.value):
+            piece = piece.replace(n, f"<{secret.kind}: {mask(secret.value)}>")
+    return piece
+
+
+def report(leaks: Sequence[Leak]) -> str:
+    lines = [f"canary sweep: {len(leaks)} leak(s) of a secret"]
+    shown: Counter[str] = Counter()
+    for leak in leaks:
+        shown[leak.secret.value] += 1
+        if shown[leak.secret.value] > _LEAKS_SHOWN_PER_SECRET:
+            continue
+        lines.append(
+            f"  - {leak.secret.kind} {mask(leak.secret.value)} in {leak.where}: …{leak.excerpt}…"
+        )
+    for value, count in shown.items():
+        if count > _LEAKS_SHOWN_PER_SECRET:
+            lines.append(f"  ({count - _LEAKS_SHOWN_PER_SECRET} more of {mask(value)} not shown)")
+    return "\n".join(lines)
+
+
+class _LogTee:
+    """The stream structlog writes to in tests: every line is kept, and passed on to stderr."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        self._sweep = sweep
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)  # looked up per call: pytest swaps it per test
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line:
+                self._sweep.capture("log", "a log line", line)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _RecordFactory:
+    """Stdlib log records (uvicorn, asyncio, libraries), with their tracebacks, as they are made.
+
+    A record factory, not a handler: Litestar's logging set-up replaces the root's handlers
+    whenever an app is built.
+    """
+
+    def __init__(self, sweep: Sweep, make: Any) -> None:
+        self._sweep = sweep
+        self._make = make
+        self._formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = self._make(*args, **kwargs)
+        with contextlib.suppress(Exception):
+            line = self._formatter.format(record)
+            record.exc_text = None  # formatted again, as configured, by whoever handles it
+            self._sweep.capture("log", f"a stdlib log line ({record.name})", line)
+        return record
+
+
+class Sweep:
+    """The secrets of the session and the captures of the running test."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, Secret] = {}
+        self.captures: list[Capture] = []
+        self.totals: Counter[str] = Counter()
+        self._read: set[Path] = set()
+
+    # secrets ----------------------------------------------------------------------------------
+
+    def secret(self, value: object, kind: str) -> None:
+        if isinstance(value, str) and needles(value) and value not in self.secrets:
+            self.secrets[value] = Secret(value, kind)
+
+    def plant(self, kind: str, prefix: str = "canary") -> str:
+        """A fresh canary, registered: a value no redaction pattern knows."""
+        value = f"{prefix}-{_secrets.token_hex(16)}"
+        self.secret(value, f"planted {kind}")
+        return value
+
+    # captures ---------------------------------------------------------------------------------
+
+    def capture(self, kind: str, where: str, text: str) -> None:
+        self.captures.append(Capture(kind, where, text))
+
+    def log_lines(self) -> list[str]:
+        """The log lines captured in this test so far."""
+        return [c.text for c in self.captures if c.kind == "log"]
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        request_headers: Mapping[str, str],
+        request_body: bytes,
+        status: int,
+        response_headers: Iterable[tuple[str, str]],
+        response_body: bytes,
+    ) -> None:
+        """One API exchange a test client made: collects its secrets, captures the answer."""
+        for name, value in request_headers.items():
+            if name.lower() in _CREDENTIAL_HEADERS:
+                scheme, _, token = value.partition(" ")
+                self.secret(token.strip() if token.strip() else scheme, f"{name} sent")
+        sent = _json(request_body)
+        if isinstance(sent, dict):
+            self.secret(sent.get("secret"), f"secret supplied to {method} {path}")
+            for value in sent.get("secrets") or ():
+                self.secret(value, f"secret supplied to {method} {path}")
+        body = response_body.decode("utf-8", "replace")
+        answer = _json(response_body)
+        if method == "POST" and 200 <= status < 300 and isinstance(answer, dict):
+            for name in _SHOWN_ONCE:
+                shown = answer.pop(name, None)
+                for value in shown if isinstance(shown, list) else [shown]:
+                    self.secret(value, f"{name} shown by {method} {path}")
+            body = json.dumps(answer)
+        headers = "\n".join(f"{k}: {v}" for k, v in response_headers)
+        self.capture("response", f"the API response to {method} {path} ({status})", headers + body)
+
+    def read_log_file(self, path: Path) -> None:
+        if path.exists():
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                self.capture("log", f"{path.name} line {n}", line)
+
+    def read_sqlite(self, path: Path) -> None:
+        """The records of an Interlink SQLite database (and the secrets it holds)."""
+        if path in self._read:
+            return
+        self._read.add(path)
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                self._read_rows(lambda sql: conn.execute(sql).fetchall())
+        except sqlite3.DatabaseError:  # not an Interlink database, or not migrated yet
+            return
+
+    async def read_database(self, db: Database) -> None:
+        """The same through the storage layer's engine: PostgreSQL databases are dropped before
+        the sweep's teardown, so the harness reads them while they exist."""
+        async with db.read() as conn:
+            results = {
+                sql: [tuple(r) for r in (await conn.execute(sa.text(sql))).all()]
+                for _, sql in (*_HELD, *_RECORDS)
+            }
+        self._read_rows(results.__getitem__)
+
+    def _read_rows(self, fetch: Any) -> None:
+        for kind, sql in _HELD:
+            for (value,) in fetch(sql):
+                # sources.secrets is a JSON list (text on SQLite), endpoints.secret a string.
+                for secret in _json_list(value) if kind.startswith("source") else [value]:
+                    self.secret(secret, kind)
+        for what, sql in _RECORDS:
+            for row_id, *fields in fetch(sql):
+                text = "\n".join(f if isinstance(f, str) else json.dumps(f) for f in fields if f)
+                self.capture("record", f"{what} {row_id}", text)
+
+    # the check --------------------------------------------------------------------------------
+
+    def leaks(self) -> list[Leak]:
+        return find_leaks(self.secrets.values(), self.captures)
+
+    def assert_clean(self) -> None:
+        leaks = self.leaks()
+        assert not leaks, report(leaks)
+
+    def begin(self) -> None:
+        self.captures = []
+
+    def end(self) -> list[Leak]:
+        self.totals.update(c.kind for c in self.captures)
+        leaks = self.leaks()
+        self.captures = []
+        return leaks
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _json_list(value: object) -> list[Any]:
+    parsed = _json(value.encode()) if isinstance(value, str) else value
+    return parsed if isinstance(parsed, list) else []
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Wraps a test client's transport: every exchange goes through :meth:`Sweep.exchange`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, sweep: Sweep) -> None:
+        self._inner = inner
+        self._sweep = sweep
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent = await request.aread()
+        response = await self._inner.handle_async_request(request)
+        body = await response.aread()
+        self._sweep.exchange(
+            request.method,
+            request.url.path,
+            request.headers,
+            sent,
+            response.status_code,
+            response.headers.multi_items(),
+            body,
+        )
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=body,
+            request=request,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# the plugin ---------------------------------------------------------------------------------------
+
+_SWEEP = pytest.StashKey[Sweep]()
+
+
+def capture_logging(sweep: Sweep) -> None:
+    """Interlink's own structlog set-up (redaction included), writing into ``sweep``.
+
+    Not cached, so the next set-up (the next test's, or structlog.testing.capture_logs) takes
+    effect on loggers already used.
+    """
+    configure_logging("json", "debug", _LogTee(sweep))
+    structlog.configure(cache_logger_on_first_use=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SWEEP] = Sweep()
+
+
+@pytest.fixture(autouse=True)
+def canary(request: pytest.FixtureRequest) -> Iterator[Sweep]:
+    """The sweep, around every test: captures its logs, and checks everything at the end."""
+    sweep = request.config.stash[_SWEEP]
+    sweep.begin()
+    capture_logging(sweep)
+    make_record = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(_RecordFactory(sweep, make_record))
+    try:
+        yield sweep
+    finally:
+        logging.setLogRecordFactory(make_record)
+        structlog.reset_defaults()
+    tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if isinstance(tmp_path, Path):
+        for path in sorted(tmp_path.rglob("*.db")):
+            sweep.read_sqlite(path)
+    leaks = sweep.end()
+    if leaks:
+        pytest.fail(report(leaks), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    sweep = config.stash.get(_SWEEP, None)
+    if sweep is None or not sweep.totals:
+        return
+    t = sweep.totals
+    terminalreporter.write_line(
+        f"canary sweep: {len(sweep.secrets)} secrets looked for in {t['log']} log lines, "
+        f"{t['response']} API responses, {t['record']} attempt/delivery/event records and "
+        f"{t['output']} command outputs"
+    )
