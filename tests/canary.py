@@ -7,18 +7,20 @@ A pytest plugin (loaded by tests/conftest.py) that runs around every test of the
 * every credential a test client sends (the bearer token of ``Authorization``, wrong keys too)
   and every secret it supplies when it creates something (``secret``, ``secrets``);
 * the designated fields of creation answers: ``api_key``, ``secret``, ``secrets`` of a 2xx
-  answer to a POST, the one place a secret is shown;
+  answer to a POST, the one place a secret is shown (a secret known before and not supplied
+  by that request, shown there again, is a leak);
 * the secrets the test's databases hold (``sources.secrets``, ``endpoints.secret``), however
-  they got there (the demo writes them through the storage layer, not the API);
+  they got there (the demo writes them through the storage layer, not the API), the key files
+  in its directory (``.interlink/admin.key``) and the settings' admin key and metrics token;
 * canaries a test plants with :meth:`Sweep.plant`: values shaped like nothing the log redaction
   knows (``canary-hmac-…``), so only allow-list logging keeps them out.
 
 **Captures**, per test: every structlog line Interlink writes in-process, rendered by the
-production processors (redaction included); every stdlib log record that reaches the root
-logger; the output of every e2e ``interlink up``; every API response a test client receives
-(status, headers, body; a creation answer without its designated fields); and the attempt
-records (``attempts.error``, ``attempts.response_excerpt``, ``deliveries.last_error``) and the
-kept event headers of the test's databases.
+production processors (redaction included); every stdlib log record; the output of every e2e
+``interlink up`` and any other log file in the test's directory; every API response a test
+client receives (status, headers, body; a creation answer without its designated fields); the
+attempt records (``attempts.error``, ``attempts.response_excerpt``, ``deliveries.last_error``)
+and the kept event headers of the test's databases.
 
 After each test, every secret (and, for ``whsec_``/``ik_`` secrets, the part after the prefix)
 is looked for in every capture; a hit fails the test in teardown, naming the secret masked and
@@ -40,6 +42,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -98,14 +101,21 @@ def mask(value: str) -> str:
 
 
 def needles(value: str) -> list[str]:
-    """What to look for: the secret, and the body of a prefixed one."""
-    found = [value] if len(value) >= MIN_LENGTH else []
+    """What to look for: the secret and the body of a prefixed one, each as it is, escaped
+    in JSON and percent-encoded (a base64 secret in a query string)."""
+    if len(value) < MIN_LENGTH:
+        return []
+    plain = [value]
     for prefix in _PREFIXES:
         if value.startswith(prefix):
-            body = value.removeprefix(prefix)
-            if len(body) >= MIN_LENGTH:
-                found.append(body)
+            if len(value) - len(prefix) >= MIN_LENGTH:
+                plain.append(value.removeprefix(prefix))
             break
+    found: list[str] = []
+    for needle in plain:
+        for form in (needle, json.dumps(needle)[1:-1], quote(needle, safe="")):
+            if form not in found:
+                found.append(form)
     return found
 
 
@@ -256,22 +266,35 @@ class Sweep:
                 scheme, _, token = value.partition(" ")
                 self.secret(token.strip() if token.strip() else scheme, f"{name} sent")
         sent = _json(request_body)
+        supplied: list[object] = []
         if isinstance(sent, dict):
-            self.secret(sent.get("secret"), f"secret supplied to {method} {path}")
-            for value in sent.get("secrets") or ():
+            supplied = [sent.get("secret"), *(sent.get("secrets") or ())]
+            for value in supplied:
                 self.secret(value, f"secret supplied to {method} {path}")
         body = response_body.decode("utf-8", "replace")
         answer = _json(response_body)
         if method == "POST" and 200 <= status < 300 and isinstance(answer, dict):
             for name in _SHOWN_ONCE:
                 shown = answer.pop(name, None)
+                # A secret known before and not supplied now: this is not its creation answer.
+                again = [
+                    value
+                    for value in (shown if isinstance(shown, list) else [shown])
+                    if value in self.secrets and value not in supplied
+                ]
                 for value in shown if isinstance(shown, list) else [shown]:
                     self.secret(value, f"{name} shown by {method} {path}")
+                if again:
+                    answer[name] = again
             body = json.dumps(answer)
         headers = "\n".join(f"{k}: {v}" for k, v in response_headers)
-        self.capture("response", f"the API response to {method} {path} ({status})", headers + body)
+        where = f"the API response to {method} {path} ({status})"
+        self.capture("response", where, f"{headers}\n\n{body}")
 
     def read_log_file(self, path: Path) -> None:
+        if path in self._read:
+            return
+        self._read.add(path)
         if path.exists():
             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 self.capture("log", f"{path.name} line {n}", line)
@@ -286,6 +309,16 @@ class Sweep:
                 self._read_rows(lambda sql: conn.execute(sql).fetchall())
         except sqlite3.DatabaseError:  # not an Interlink database, or not migrated yet
             return
+
+    def read_directory(self, path: Path) -> None:
+        """What Interlink left in a test's directory: key files (``.interlink/admin.key``, the
+        demo's tenant key), log files and SQLite databases."""
+        for key_file in sorted(path.rglob("*.key")):
+            self.secret(key_file.read_text(errors="replace").strip(), f"key in {key_file.name}")
+        for log_file in sorted(path.rglob("*.log")):
+            self.read_log_file(log_file)
+        for database in sorted(path.rglob("*.db")):
+            self.read_sqlite(database)
 
     async def read_database(self, db: Database) -> None:
         """The same through the storage layer's engine: PostgreSQL databases are dropped before
@@ -405,8 +438,7 @@ def canary(request: pytest.FixtureRequest) -> Iterator[Sweep]:
         structlog.reset_defaults()
     tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
     if isinstance(tmp_path, Path):
-        for path in sorted(tmp_path.rglob("*.db")):
-            sweep.read_sqlite(path)
+        sweep.read_directory(tmp_path)
     leaks = sweep.end()
     if leaks:
         pytest.fail(report(leaks), pytrace=False)

@@ -149,6 +149,8 @@ def client_for(system: Interlink, canary: Sweep) -> httpx.AsyncClient:
 
 @contextlib.asynccontextmanager
 async def running(settings: config.Settings, canary: Sweep) -> AsyncIterator[Harness]:
+    canary.secret(settings.admin_key, "admin key (settings)")
+    canary.secret(settings.metrics_token, "metrics token (settings)")
     system = Interlink(settings)
     await system.start()
     try:
