@@ -56,7 +56,9 @@ from interlink.storage.database import Database
 # everywhere. A real secret is far longer.
 MIN_LENGTH = 8
 # Formats whose body is itself the secret: found without the prefix, it has still leaked.
-_PREFIXES = ("whsec_", "ik_admin_", "ik_")
+_PREFIXES = ("whsec_", "whsk_", "ik_admin_", "ik_")
+# What a source holds next to its secrets but is no secret: Ed25519 public keys.
+_PUBLIC = ("whpk_",)
 # The fields of a creation answer that carry the secret it shows once (api/schemas.py).
 _SHOWN_ONCE = ("api_key", "secret", "secrets")
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key")
@@ -232,7 +234,12 @@ class Sweep:
     # secrets ----------------------------------------------------------------------------------
 
     def secret(self, value: object, kind: str) -> None:
-        if isinstance(value, str) and needles(value) and value not in self.secrets:
+        if (
+            isinstance(value, str)
+            and not value.startswith(_PUBLIC)
+            and needles(value)
+            and value not in self.secrets
+        ):
             self.secrets[value] = Secret(value, kind)
 
     def plant(self, kind: str, prefix: str = "canary") -> str:
@@ -333,9 +340,10 @@ class Sweep:
     def _read_rows(self, fetch: Any) -> None:
         for kind, sql in _HELD:
             for (value,) in fetch(sql):
-                # sources.secrets is a JSON list (text on SQLite), endpoints.secret a string.
+                # sources.secrets is a JSON list (text on SQLite) of secrets, bare or with
+                # their expiry ({"value": …, "expires_at": …}); endpoints.secret a string.
                 for secret in _json_list(value) if kind.startswith("source") else [value]:
-                    self.secret(secret, kind)
+                    self.secret(secret.get("value") if isinstance(secret, dict) else secret, kind)
         for what, sql in _RECORDS:
             for row_id, *fields in fetch(sql):
                 text = "\n".join(f if isinstance(f, str) else json.dumps(f) for f in fields if f)

@@ -379,6 +379,10 @@ async def test_the_sweep_finds_a_secret_in_an_attempt_record(
     w = await wire(h, canary, echoes)
     await ingest(h, w, canary, 1)
     await settled(h, w, 4)
+    # A rotation stores the secrets with their expiry: the sweep collects them in both shapes.
+    rotated = await h.post(
+        w.key, f"/api/v1/sources/{w.hmac_source}/secrets", {"expire_current_in_seconds": 600}
+    )
     copy = tmp_path / "copy" / "interlink.sqlite"  # not *.db: the sweep's teardown skips it
     copy.parent.mkdir()
     with backup(tmp_path / "interlink.db", copy) as conn:
@@ -387,7 +391,8 @@ async def test_the_sweep_finds_a_secret_in_an_attempt_record(
         )
     sweep = Sweep()
     sweep.read_sqlite(copy)
-    assert w.ok.secret in sweep.secrets  # collected from the endpoints table
+    # Collected from the endpoints and sources tables.
+    assert {w.ok.secret, w.hmac_secret, rotated["secret"], w.sw_secret} <= sweep.secrets.keys()
     leaks = sweep.leaks()
     assert leaks and all(leak.where.startswith("attempt record att_") for leak in leaks)
     assert {leak.secret.value for leak in leaks} == {w.ok.secret}
