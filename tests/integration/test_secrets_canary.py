@@ -287,6 +287,8 @@ async def every_view(h: Harness, key: str) -> list[str]:
             found.append(f"{path}/attempts")
         if path.startswith("/api/v1/events/"):
             found.append(f"{path}/timeline")
+        if path.startswith("/api/v1/endpoints/"):
+            found.append(f"{path}/health")
     return paths + found
 
 
@@ -336,6 +338,7 @@ async def test_cli_list_and_timeline_output_carries_no_secret(
     commands = [
         ["sources", "list"],
         ["endpoints", "list"],
+        ["endpoints", "health", w.ok_id],
         ["subscriptions", "list"],
         ["events", "timeline", event_id],
         ["events", "timeline", event_id, "--json"],
@@ -347,7 +350,7 @@ async def test_cli_list_and_timeline_output_carries_no_secret(
             assert result.exit_code == 0, result.output
             canary.capture("output", f"the output of `interlink {' '.join(args)}`", result.output)
     outputs = [c.text for c in canary.captures if c.kind == "output"]
-    assert w.hmac_source in outputs[0] and w.ok_id in outputs[1] and event_id in outputs[3]
+    assert w.hmac_source in outputs[0] and w.ok_id in outputs[1] and event_id in outputs[4]
     canary.assert_clean()
 
 
