@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from tests.canary import Sweep
 from tests.e2e.conftest import (
     _PROCESSES,
     Api,
@@ -74,6 +75,7 @@ async def test_three_dispatchers_two_routers_one_killed_every_two_seconds(
     cluster: Callable[[str, tuple[str, ...]], InterlinkProcess],
     receivers: Receivers,
     http: aiohttp.ClientSession,
+    canary: Sweep,
 ) -> None:
     front = cluster("front", ("ingress", "api"))
     await front.start()  # migrates the database, before the others start
@@ -81,7 +83,7 @@ async def test_three_dispatchers_two_routers_one_killed_every_two_seconds(
     dispatchers = [cluster(f"dispatcher{i}", ("dispatcher",)) for i in (1, 2, 3)]
     await asyncio.gather(*(p.start() for p in others + dispatchers))
 
-    api = Api(http, front)
+    api = Api(http, front, canary)
     tenant = await api.tenant("acme")
     source = await api.source(tenant, "shop")
     targets = [await receivers.start(name) for name in ("a", "b", "c")]
@@ -148,10 +150,11 @@ async def test_postgres_crashing_under_load_gives_503_then_recovers_losing_nothi
     cluster: Callable[[str, tuple[str, ...]], InterlinkProcess],
     receivers: Receivers,
     http: aiohttp.ClientSession,
+    canary: Sweep,
 ) -> None:
     one = cluster("all", ("all",))
     await one.start()
-    api = Api(http, one)
+    api = Api(http, one, canary)
     tenant = await api.tenant("acme")
     source = await api.source(tenant, "shop")
     receiver = await receivers.start("a")
