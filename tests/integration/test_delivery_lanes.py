@@ -179,10 +179,10 @@ def p99(values: list[float]) -> float:
 
 
 def flaky_and_slow(seed: int) -> Callable[[dict[str, Any]], Answer]:
-    """10 % of attempts fail at random; each answer takes 20 ms, like a receiver a network
+    """10 % of attempts fail at random; each answer takes 40 ms, like a receiver a network
     away: what makes parallel keys worth having."""
     rng = random.Random(seed)
-    return lambda _: (500 if rng.random() < 0.10 else 200, 0.02)
+    return lambda _: (500 if rng.random() < 0.10 else 200, 0.04)
 
 
 FAST_RETRIES = RetryPolicy(schedule=(0.05, 0.1, 0.2, 0.4, 0.8, 1, 1, 1, 1, 1, 1, 1))

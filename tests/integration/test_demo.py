@@ -131,7 +131,7 @@ async def test_demo_delivers_dedupes_rejects_and_dead_letters(running: Running) 
         await demo.refresh_counts()
         return demo.views[2].breaker != "closed"
 
-    await _eventually(breaker_tripped, 15, "legacy-crm's circuit breaker open")
+    await _eventually(breaker_tripped, 30, "legacy-crm's circuit breaker open")
     await demo.stop_partner()
 
     s = partner.stats

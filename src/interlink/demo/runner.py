@@ -91,13 +91,13 @@ class EndpointSpec:
 ENDPOINTS = (
     EndpointSpec("bookings-api", Behaviour.HEALTHY, ("booking.*",)),
     EndpointSpec("channel-manager", Behaviour.FLAKY, ("booking.*", "availability.*")),
-    # A breaker more patient than the default, so the demo shows deliveries dead-lettered
-    # before it opens; then it opens, and probes every few seconds.
+    # A breaker far more patient than the default (which opens after 20 attempts), so the
+    # demo shows deliveries dead-lettered first; then it opens, and probes every few seconds.
     EndpointSpec(
         "legacy-crm",
         Behaviour.DOWN,
         ("*",),
-        BreakerPolicy(min_attempts=200, open_seconds=5, max_open_seconds=30),
+        BreakerPolicy(min_attempts=1500, open_seconds=5, max_open_seconds=30),
     ),
 )
 
