@@ -486,6 +486,7 @@ def jobs_show(
     config: ConfigOpt = None,
 ) -> None:
     """A job and its progress; --watch follows it to the end (Ctrl-C stops watching)."""
+    job: dict[str, Any] = {}
     with _client(config) as c:
         try:
             while True:
@@ -496,7 +497,7 @@ def jobs_show(
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
-    if job["status"] == "failed":
+    if job.get("status") == "failed":
         raise typer.Exit(1)
 
 
