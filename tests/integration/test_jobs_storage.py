@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
 from interlink.domain.ids import new_id
@@ -284,3 +285,31 @@ async def test_replay_steps_create_missing_deliveries_and_skip_those_in_flight(
 
     with pytest.raises(JobImpossible, match="deleted"):
         await store.jobs.step(job, "a", 10, BUCKET, time.time(), LEASE)
+
+
+async def test_the_dead_letter_view_is_served_by_the_dead_indexes(store: Store) -> None:
+    if not store.db.is_sqlite:
+        pytest.skip("PostgreSQL plans by table statistics; SQLite's planner is checked here")
+    from interlink.storage.deliveries import delivery_conditions
+    from interlink.storage.pagination import paginate
+    from interlink.storage.tables import deliveries
+
+    async def plan(where: DeliveryFilter) -> str:
+        query = paginate(
+            deliveries.select().where(*delivery_conditions(store.tenant, where)),
+            deliveries.c.id,
+            Page(),
+        )
+        sql = str(
+            query.compile(store.db.engine.sync_engine, compile_kwargs={"literal_binds": True})
+        )
+        async with store.db.read() as conn:
+            return " | ".join(
+                str(r[3]) for r in await conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql))
+            )
+
+    by_tenant = await plan(DeliveryFilter(status="dead", type="invoice.paid", created_after=1.0))
+    assert "USING INDEX ix_deliveries_dead_tenant" in by_tenant
+    assert "SCAN events" not in by_tenant  # each delivery's event by its key
+    by_endpoint = await plan(DeliveryFilter(status="dead", endpoint_id="ep_1", type="x"))
+    assert "USING INDEX ix_deliveries_dead_endpoint" in by_endpoint
