@@ -420,3 +420,22 @@ async def test_jobs_are_in_the_openapi_document(harness: Harness) -> None:
         assert path in doc["paths"], path
     listing = doc["paths"]["/api/v1/deliveries"]["get"]["parameters"]
     assert "type" in {p["name"] for p in listing}
+
+
+async def test_a_replay_to_an_endpoint_deleted_mid_way_fails_and_says_why(
+    harness: Harness, receiver_factory
+) -> None:  # type: ignore[no-untyped-def]
+    t = await tenant(harness)
+    ep = await t.endpoint(await receiver_factory())
+    await t.append(100)
+    job = await t.job("replay", {"endpoint_id": ep, "rate": 20})
+
+    async def started() -> bool:
+        return int((await t.get(f"/api/v1/jobs/{job['id']}"))["done"]) > 0
+
+    await eventually(started)
+    r = await harness.client.delete(f"/api/v1/endpoints/{ep}", headers=t.auth)
+    assert r.status_code == 204, r.text
+    failed = await t.finished(job["id"])
+    assert failed["status"] == "failed" and "was deleted" in failed["last_error"]
+    assert 0 < failed["done"] < 100 and failed["finished_at"] is not None

@@ -110,7 +110,10 @@ class JobRunner:
             except Exception as exc:
                 failures += 1
                 final = failures >= MAX_FAILURES or isinstance(exc, JobImpossible)
-                log.exception("jobs.step_failed", job_id=job.id, failures=failures)
+                if isinstance(exc, JobImpossible):
+                    log.warning("jobs.impossible", job_id=job.id, reason=str(exc))
+                else:
+                    log.exception("jobs.step_failed", job_id=job.id, failures=failures)
                 if not await self._failed(job, exc, final=final):
                     return
                 await asyncio.sleep(BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1])
