@@ -18,16 +18,18 @@ from interlink.domain.ids import new_id
 from interlink.domain.jobs import batch_size
 from interlink.domain.models import Event
 
+NEVER_OPENS = {"min_attempts": 10**9, "failure_ratio": 1.0, "consecutive_connection_errors": 10**9}
+
 
 class Tenant:
     def __init__(self, h: Harness, key: str, tenant_id: str, source_id: str) -> None:
         self.h, self.key, self.id, self.source_id = h, key, tenant_id, source_id
 
     async def endpoint(self, receiver: Receiver, *types: str) -> str:
-        """An endpoint that gives up after one attempt, subscribed to ``types`` (or nothing)."""
-        ep = await self.h.post(
-            self.key, "/api/v1/endpoints", {"url": receiver.url, "retry_schedule": [0]}
-        )
+        """An endpoint that gives up after one attempt, subscribed to ``types`` (or nothing).
+        Its circuit breaker never opens: these tests fail it on purpose, by the thousand."""
+        body = {"url": receiver.url, "retry_schedule": [0], "breaker": NEVER_OPENS}
+        ep = await self.h.post(self.key, "/api/v1/endpoints", body)
         receiver.secret = ep["secret"]
         endpoint_id = str(ep["endpoint"]["id"])
         if types:

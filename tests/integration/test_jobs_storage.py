@@ -27,6 +27,7 @@ from interlink.storage.jobs import JobFinished, JobLost, Jobs
 from interlink.storage.management import Management
 from interlink.storage.pagination import Page
 from interlink.storage.ports import NewDelivery, Settled
+from interlink.storage.tables import deliveries
 
 BUCKET = TokenBucket(0.0, 0.0)
 LEASE = 30.0
@@ -68,14 +69,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await db.close()
 
 
-def _event(tenant: str, type: str) -> Event:
+def _event(tenant: str, type: str, key: str | None = None) -> Event:
     return Event(
         id=new_id("event"),
         tenant_id=tenant,
         source_id="src_1",
         idempotency_key=new_id("event"),
         type=type,
-        key=None,
+        key=key,
         received_at=time.time(),
         occurred_at=None,
         data=b"{}",
@@ -240,7 +241,7 @@ async def test_replay_steps_create_missing_deliveries_and_skip_those_in_flight(
         retry=RetryPolicy(),
         timeout_seconds=5,
     )
-    fresh = [_event(store.tenant, "booking.created") for _ in range(3)]
+    fresh = [_event(store.tenant, "booking.created", key=f"b{i}") for i in range(3)]
     await store.events.append(fresh)
     # One delivery of the other endpoint is being sent right now: a replay leaves it alone.
     busy = await store.events.get(store.tenant, fresh[0].id)
@@ -265,6 +266,13 @@ async def test_replay_steps_create_missing_deliveries_and_skip_those_in_flight(
         store.tenant, DeliveryFilter(endpoint_id=other.id), Page(limit=10)
     )
     assert len(mine) == 3  # one each, the busy one not doubled
+    async with store.db.read() as conn:
+        keys = await conn.execute(
+            sa.select(deliveries.c.event_id, deliveries.c.key).where(
+                deliveries.c.endpoint_id == other.id, deliveries.c.event_id != busy.id
+            )
+        )
+        assert {r.key for r in keys} == {"b1", "b2"}  # created with the event's ordering key
 
     # By id, to our endpoint: redriven in place (the dead ones) or created.
     ids = tuple(sorted({fresh[1].id, fresh[2].id}))

@@ -624,16 +624,17 @@ class Deliveries:
         self,
         conn: AsyncConnection,
         tenant_id: str,
-        batch: Sequence[tuple[str, int]],
+        batch: Sequence[tuple[str, int, str | None]],
         endpoint_id: str,
         now: float,
     ) -> int:
-        """``replay`` of many events (id, seq) to one endpoint; returns how many were queued."""
+        """``replay`` of many events (id, seq, ordering key) to one endpoint; returns how many
+        were queued."""
         if not batch:
             return 0
         fresh = [
-            NewDelivery(new_id("delivery"), tenant_id, event_id, seq, endpoint_id)
-            for event_id, seq in batch
+            NewDelivery(new_id("delivery"), tenant_id, event_id, seq, endpoint_id, key)
+            for event_id, seq, key in batch
         ]
         await conn.execute(self._insert, delivery_rows(fresh, now))
         result = await conn.execute(
@@ -641,7 +642,7 @@ class Deliveries:
                 now,
                 deliveries.c.tenant_id == tenant_id,
                 deliveries.c.endpoint_id == endpoint_id,
-                deliveries.c.event_id.in_([event_id for event_id, _ in batch]),
+                deliveries.c.event_id.in_([event_id for event_id, _, _ in batch]),
             )
         )
         return int(result.rowcount)

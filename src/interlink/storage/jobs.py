@@ -140,7 +140,7 @@ def _items(job: Job) -> _Items:
             received_before=f.received_before,
         )
         match = event_conditions(job.tenant_id, where_events)
-    return _Items([events.c.id, events.c.seq], window, match)
+    return _Items([events.c.id, events.c.seq, events.c.key], window, match)
 
 
 class Jobs:
@@ -358,7 +358,7 @@ class Jobs:
         if job.kind is JobKind.REDRIVE:
             return await self._deliveries.redrive_dead(conn, [r[0] for r in picked], now)
         assert job.endpoint_id is not None
-        batch = [(r[0], int(r[1])) for r in picked]
+        batch = [(r[0], int(r[1]), r[2]) for r in picked]
         return await self._deliveries.replay_to(conn, job.tenant_id, batch, job.endpoint_id, now)
 
     async def _cas(
