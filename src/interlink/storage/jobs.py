@@ -33,7 +33,7 @@ from interlink.storage.database import Database
 from interlink.storage.deliveries import Deliveries, DeliveryFilter, delivery_conditions
 from interlink.storage.event_log import EventFilter, event_conditions
 from interlink.storage.pagination import Page, fetch_page
-from interlink.storage.ports import ERROR_CHARS
+from interlink.storage.ports import DELIVERIES_CHANNEL, ERROR_CHARS
 from interlink.storage.tables import deliveries, endpoints, events, jobs
 
 # Rows of the job's index one step looks at, whatever its filter matches among them.
@@ -309,6 +309,8 @@ class Jobs:
                     )
                 )
             queued = await self._work(conn, job, picked, now)
+            if queued and not self.db.is_sqlite:  # dispatchers in other processes: a hint
+                await conn.execute(sa.select(sa.func.pg_notify(DELIVERIES_CHANNEL, "")))
             # Past the last item taken when the batch is full; else past the whole window.
             cursor = picked[-1][0] if len(picked) == limit else (window[-1][0] if window else None)
             finished = (
