@@ -371,6 +371,7 @@ async def test_bulk_redrive_of_10000_dead_deliveries_keeps_to_its_rate(
             receiver.default = 200
 
             job = await t.job("redrive", {"endpoint_id": ep, "rate": rate})
+            assert (job["status"], job["done"], job["total"]) == ("queued", 0, None)
             samples: list[tuple[float, float, int]] = []  # (asked at, answered at, done)
             deadline = time.monotonic() + 20 * n / rate
             while time.monotonic() < deadline:
@@ -384,18 +385,20 @@ async def test_bulk_redrive_of_10000_dead_deliveries_keeps_to_its_rate(
             assert (view["total"], view["done"], view["skipped"]) == (n, n, 0)
 
             # Progress read during the run only goes up, from 0 to 10,000.
-            done = [d for _, _, d in samples]
-            assert done == sorted(done) and done[0] < 2 * batch_size(rate) and done[-1] == n
+            done = [job["done"]] + [d for _, _, d in samples]
+            assert done == sorted(done) and done[0] == 0 and done[-1] == n
             assert len({d for d in done if 0 < d < n}) >= 10  # seen moving, not jump to the end
 
             # The cap: between any two reads, no more than the rate allows plus one burst (a
             # batch) and one batch more for a commit that landed late.
             allowance = 2 * batch_size(rate)
-            worst = 0.0
+            worst, fastest = -float(n), 0.0
             for i, (asked_i, _, done_i) in enumerate(samples):
                 for _, answered_j, done_j in samples[i + 1 :]:
                     excess = (done_j - done_i) - (rate * (answered_j - asked_i) + allowance)
                     worst = max(worst, excess)
+                    if answered_j - asked_i >= 1.0:
+                        fastest = max(fastest, (done_j - done_i) / (answered_j - asked_i))
             assert worst <= 0, f"{worst:.0f} items beyond the cap"
             # ... and it does run near that rate: 10,000 at 2,000/s is ~5 s (6.5 s measured on
             # 2 shared cores, where the dispatcher sends them at the same time; 22 s with three
@@ -405,7 +408,10 @@ async def test_bulk_redrive_of_10000_dead_deliveries_keeps_to_its_rate(
 
             await eventually(lambda: len(receiver.received) == 2 * n, timeout=120)
             await eventually(lambda: _counts_are(t.h, ep, {"succeeded": n}), timeout=30)
-            print(f"\nredrive of {n} at {rate:g}/s took {took:.2f} s, {len(samples)} samples")
+            print(
+                f"\nredrive of {n} at {rate:g}/s took {took:.2f} s, {len(samples)} samples;"
+                f" fastest 1 s+ window {fastest:.0f}/s; closest to the cap {worst:.0f} items"
+            )
     finally:
         await system.stop()
 
