@@ -30,6 +30,7 @@ from interlink.clock import SYSTEM, Clock
 from interlink.config import STATE_DIR, Settings
 from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
+from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.signing import signature_headers
 from interlink.domain.volume import VolumeConfig
@@ -43,6 +44,7 @@ from interlink.storage import migrate
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
+from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
 from interlink.storage.ports import (
     DELIVERIES_CHANNEL,
@@ -72,7 +74,7 @@ class Role(enum.StrEnum):
     INGRESS = "ingress"  # POST /in/{source}
     ROUTER = "router"  # the log → deliveries
     DISPATCHER = "dispatcher"  # deliveries → receivers
-    SCHEDULER = "scheduler"  # periodic jobs: the volume monitor
+    SCHEDULER = "scheduler"  # periodic and bulk jobs: the volume monitor, redrive and replay
     API = "api"  # the management API and its docs
 
 
@@ -178,6 +180,14 @@ class Interlink:
             on_routed=self.dispatcher.wake,
         )
         self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
+        self.jobs = Jobs(self.db, self.deliveries)
+        self.job_runner = JobRunner(
+            self.jobs,
+            concurrency=settings.job_concurrency,
+            lease_seconds=settings.job_lease_seconds,
+            poll_interval=settings.poll_interval_seconds,
+            on_progress=self.dispatcher.wake,
+        )
         self.ingest = IngestApp(SourceCache(self.management), self.commit, self.metrics)
         self.api = create_api(
             ApiContext(
@@ -187,6 +197,8 @@ class Interlink:
                 events=self.events,
                 deliveries=self.deliveries,
                 outbound=self.outbound,
+                jobs=self.jobs,
+                job_created=self.job_runner.wake,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -233,6 +245,9 @@ class Interlink:
             released = await self.queue.release_all_leases(self.clock.now())
             if released:
                 log.info("dispatcher.resumed_in_flight", count=released)
+            resumed = await self.jobs.release_all_leases(self.clock.now())
+            if resumed:
+                log.info("jobs.resumed", count=resumed)
         await self.sender.start()
         self.commit.start()
         self._tasks = []
@@ -240,6 +255,8 @@ class Interlink:
             self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
         if Role.DISPATCHER in self.roles:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        if Role.SCHEDULER in self.roles:
+            self._tasks.append(asyncio.create_task(self.job_runner.run(), name="job-runner"))
         if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
             self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
         if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:

@@ -31,11 +31,15 @@ endpoints_app = typer.Typer(no_args_is_help=True, help="Destinations that receiv
 subs_app = typer.Typer(no_args_is_help=True, help="Which event types go to which endpoint.")
 events_app = typer.Typer(no_args_is_help=True, help="Events received.")
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (admin key).")
+deliveries_app = typer.Typer(no_args_is_help=True, help="Deliveries: what went out, dead ones.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Bulk redrive and replay, tracked and paced.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(subs_app, name="subscriptions")
 app.add_typer(events_app, name="events")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(jobs_app, name="jobs")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file")]
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on")]
@@ -362,6 +366,146 @@ def events_timeline(
         return
     for line in format_timeline(timeline):
         typer.echo(line)
+
+
+AfterOpt = Annotated[
+    str | None, typer.Option("--after", help="From this time (ISO 8601 or epoch seconds)")
+]
+BeforeOpt = Annotated[
+    str | None, typer.Option("--before", help="Until this time (ISO 8601 or epoch seconds)")
+]
+TypeOpt = Annotated[str | None, typer.Option("--type", help="Only events of this type")]
+RateOpt = Annotated[
+    float | None, typer.Option("--rate", help="Items per second at most (default: configured)")
+]
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    status: Annotated[str | None, typer.Option(help="pending | scheduled | dead | …")] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", help="Endpoint id")] = None,
+    type: TypeOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many (newest first)")] = 50,
+    config: ConfigOpt = None,
+) -> None:
+    """List deliveries, e.g. the dead ones of an endpoint: --status dead --endpoint ep_…"""
+    params = _params(
+        status=status, endpoint_id=endpoint, type=type, after=after, before=before, limit=limit
+    )
+    with _client(config) as c:
+        _print(_call(c, "GET", "/api/v1/deliveries", params=params)["data"])
+
+
+FINISHED_JOB = ("succeeded", "failed", "cancelled")
+
+
+def format_job(job: dict[str, Any]) -> str:
+    """One line of progress: id, kind, status, done/total, rate, eta."""
+    total = job["total"]
+    if total is None:
+        progress = f"{job['done']}/?"
+    else:
+        percent = 100.0 * job["done"] / total if total else 100.0
+        progress = f"{job['done']}/{total} ({percent:.0f}%)"
+    line = f"{job['id']}  {job['kind']:<7} {job['status']:<9} {progress}  at {job['rate']:g}/s"
+    if job["skipped"]:
+        line += f", {job['skipped']} skipped"
+    if job["eta_seconds"] is not None and job["status"] not in FINISHED_JOB:
+        line += f", eta {job['eta_seconds']:.0f}s"
+    if job["last_error"]:
+        line += f"  error: {job['last_error']}"
+    return line
+
+
+def _job_path(job_id: str, action: str = "") -> str:
+    return f"/api/v1/jobs/{quote(job_id, safe='')}{action}"
+
+
+@jobs_app.command("redrive")
+def jobs_redrive(
+    endpoint: Annotated[str | None, typer.Option("--endpoint", help="Endpoint id")] = None,
+    type: TypeOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
+    rate: RateOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Send dead deliveries again (all of them, or those matching), as a paced job."""
+    body = _params(endpoint_id=endpoint, type=type, after=after, before=before, rate=rate)
+    with _client(config) as c:
+        _print(_call(c, "POST", "/api/v1/jobs/redrive", json=body))
+
+
+@jobs_app.command("replay")
+def jobs_replay(
+    endpoint_id: Annotated[str, typer.Argument(help="The endpoint to send the events to")],
+    event: Annotated[list[str] | None, typer.Option("--event", help="Event id(s)")] = None,
+    type: TypeOpt = None,
+    source: Annotated[str | None, typer.Option("--source", help="Source id")] = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
+    rate: RateOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Send events again to one endpoint (by id, or by type, source and time), as a paced job."""
+    body = _params(
+        endpoint_id=endpoint_id,
+        event_ids=event or None,
+        type=type,
+        source_id=source,
+        after=after,
+        before=before,
+        rate=rate,
+    )
+    with _client(config) as c:
+        _print(_call(c, "POST", "/api/v1/jobs/replay", json=body))
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="queued | running | succeeded | …")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    with _client(config) as c:
+        for job in _call(c, "GET", "/api/v1/jobs", params=_params(status=status))["data"]:
+            typer.echo(format_job(job))
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str,
+    watch: Annotated[bool, typer.Option("--watch", help="Print progress until it is over")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks (--watch)")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """A job and its progress; --watch follows it to the end (Ctrl-C stops watching)."""
+    job: dict[str, Any] = {}
+    with _client(config) as c:
+        try:
+            while True:
+                job = _call(c, "GET", _job_path(job_id))
+                typer.echo(json.dumps(job, indent=2) if as_json else format_job(job))
+                if not watch or job["status"] in FINISHED_JOB:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+    if job.get("status") == "failed":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, config: ConfigOpt = None) -> None:
+    """Stop a job after the batch in hand."""
+    with _client(config) as c:
+        typer.echo(format_job(_call(c, "POST", _job_path(job_id, "/cancel"))))
 
 
 def main() -> None:

@@ -50,6 +50,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     volume_recover_ratio: float = 0.6  # recovered at or above this share
     volume_min_expected: float = 50.0  # windows expecting fewer events are not judged
     volume_timezone: str = "UTC"  # where the day's hours and the weekend are
+    # Bulk jobs (redrive, replay): items per second when a job names no rate, and the most any
+    # job may ask for; how many jobs one process works at once, and how long its lease on one
+    # lasts without a step (then another process, or the next start, takes it over).
+    job_rate_default: float = 50.0
+    job_rate_max: float = 1000.0
+    job_concurrency: int = 4
+    job_lease_seconds: float = 60.0
 
     @property
     def public_url(self) -> str:

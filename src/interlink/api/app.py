@@ -19,6 +19,7 @@ from interlink.api.configuration import (
     TenantController,
 )
 from interlink.api.context import ApiContext
+from interlink.api.jobs import JobController
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
@@ -89,6 +90,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             EventController,
             EventTimelineController,
             DeliveryController,
+            JobController,
             openapi,
             healthz,
             readyz,
@@ -102,7 +104,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             title="Interlink",
             version=__version__,
             description="Management API: tenants, sources, endpoints, subscriptions, events, "
-            "deliveries. Authenticate with 'Authorization: Bearer <api key>'.",
+            "deliveries, jobs. Authenticate with 'Authorization: Bearer <api key>'.",
             path="/docs",
             render_plugins=[ScalarRenderPlugin()],
         ),

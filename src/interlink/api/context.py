@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from interlink.config import Settings
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
+from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
 
 
@@ -19,3 +21,5 @@ class ApiContext:
     events: EventLog
     deliveries: Deliveries
     outbound: OutboundPolicy
+    jobs: Jobs
+    job_created: Callable[[], None]  # wakes the job runner

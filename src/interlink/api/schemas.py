@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from interlink.domain.circuit_breaker import BreakerPolicy
+from interlink.domain.jobs import MAX_EVENT_IDS, Job, ReplayFilter, eta_seconds
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import Endpoint, Envelope, Source, Subscription, Tenant
 from interlink.domain.ordering import OnHeadDead, Ordering
@@ -21,6 +22,9 @@ Timeout = Annotated[float, msgspec.Meta(gt=0, le=60)]
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Concurrency = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 DisableAfter = Annotated[float, msgspec.Meta(ge=60, le=365 * 24 * 3600)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+JobRate = Annotated[float, msgspec.Meta(ge=1)]  # items per second
+Instant = str | float  # ISO 8601 (``2026-01-01T00:00:00Z``) or epoch seconds
 
 
 def iso(ts: float | None) -> str | None:
@@ -316,4 +320,77 @@ class AttemptOut(msgspec.Struct):
             status_code=a.status_code,
             error=a.error,
             response_excerpt=a.response_excerpt,
+        )
+
+
+# jobs --------------------------------------------------------------------------------------------
+
+
+class RedriveIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Which dead deliveries to send again: all of the tenant's, or those matching."""
+
+    endpoint_id: Id | None = None
+    type: Pattern | None = None  # the event's type, exactly
+    after: Instant | None = None  # created at or after
+    before: Instant | None = None  # created before
+    rate: JobRate | None = None  # items per second, at most
+
+
+class ReplayJobIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Events to send again to one endpoint: listed by id, or matching a filter."""
+
+    endpoint_id: Id
+    event_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_EVENT_IDS)] | None = (
+        None
+    )
+    type: Pattern | None = None
+    source_id: Id | None = None
+    after: Instant | None = None  # received at or after
+    before: Instant | None = None  # received before
+    rate: JobRate | None = None
+
+
+_TIMES = ("created_after", "created_before", "received_after", "received_before")
+
+
+class JobOut(msgspec.Struct):
+    id: str
+    kind: str
+    status: str
+    filter: dict[str, Any]
+    endpoint_id: str | None  # where a replay sends
+    rate: float
+    total: int | None
+    done: int
+    skipped: int
+    eta_seconds: float | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, j: Job, now: float) -> JobOut:
+        shown = msgspec.to_builtins(j.filter)
+        for name in _TIMES:
+            if name in shown:
+                shown[name] = iso(shown[name])
+        if isinstance(j.filter, ReplayFilter) and not j.filter.event_ids:
+            shown.pop("event_ids", None)
+        eta = eta_seconds(j, now)
+        return cls(
+            id=j.id,
+            kind=j.kind.value,
+            status=j.status.value,
+            filter=shown,
+            endpoint_id=j.endpoint_id,
+            rate=j.rate,
+            total=j.total,
+            done=j.done,
+            skipped=j.skipped,
+            eta_seconds=None if eta is None else round(eta, 1),
+            created_at=iso(j.created_at),
+            started_at=iso(j.started_at),
+            finished_at=iso(j.finished_at),
+            last_error=j.last_error,
         )

@@ -98,7 +98,10 @@ class DeliveryController(Controller):
     path = "/api/v1/deliveries"
     tags = ["deliveries"]
 
-    @get("/", summary="List deliveries, newest first (filter by status, endpoint, event, time)")
+    @get(
+        "/",
+        summary="List deliveries, newest first (filter by status, endpoint, event, its type, time)",
+    )
     async def list_(
         self,
         principal: Principal,
@@ -108,6 +111,7 @@ class DeliveryController(Controller):
         status: str | None = None,
         endpoint_id: str | None = None,
         event_id: str | None = None,
+        type: str | None = None,
         after: str | None = None,
         before: str | None = None,
     ) -> Listing:
@@ -119,6 +123,7 @@ class DeliveryController(Controller):
             status=status,
             endpoint_id=endpoint_id,
             event_id=event_id,
+            type=type,
             created_after=instant("after", after),
             created_before=instant("before", before),
         )

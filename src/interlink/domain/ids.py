@@ -15,6 +15,7 @@ PREFIXES = {
     "delivery": "dlv",
     "attempt": "att",
     "api_key": "key",
+    "job": "job",
 }
 
 

@@ -87,8 +87,48 @@ class DeliveryFilter(msgspec.Struct, frozen=True):
     status: str | None = None
     endpoint_id: str | None = None
     event_id: str | None = None
+    type: str | None = None  # the event's type
     created_after: float | None = None
     created_before: float | None = None
+
+
+def delivery_conditions(tenant_id: str, where: DeliveryFilter) -> list[sa.ColumnElement[bool]]:
+    """The filter as SQL. A status is inlined, not bound: under a generic plan (asyncpg
+    prepares statements) PostgreSQL uses a partial index such as ix_deliveries_dead_tenant only
+    when the query names its status as a constant."""
+    out: list[sa.ColumnElement[bool]] = [deliveries.c.tenant_id == tenant_id]
+    if where.status:
+        out.append(
+            deliveries.c.status == sa.bindparam("status", where.status, literal_execute=True)
+        )
+    if where.endpoint_id:
+        out.append(deliveries.c.endpoint_id == where.endpoint_id)
+    if where.event_id:
+        out.append(deliveries.c.event_id == where.event_id)
+    if where.type:
+        # Each delivery's event by its primary key: no index over events by type, which every
+        # ingest would pay for.
+        out.append(
+            sa.exists().where(
+                events.c.id == deliveries.c.event_id,
+                events.c.tenant_id == tenant_id,
+                events.c.type == where.type,
+            )
+        )
+    if where.created_after is not None:
+        out.append(deliveries.c.created_at >= where.created_after)
+    if where.created_before is not None:
+        out.append(deliveries.c.created_at < where.created_before)
+    return out
+
+
+def requeue(now: float, *where: sa.ColumnElement[bool]) -> sa.Update:
+    """Back to pending and due now, in place (so the ``webhook-id`` stays), unless in flight."""
+    return (
+        deliveries.update()
+        .where(*where, deliveries.c.status != DeliveryStatus.IN_FLIGHT.value)
+        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, updated_at=now)
+    )
 
 
 class RetryRefused(Exception):
@@ -497,17 +537,7 @@ class Deliveries:
     async def find(
         self, tenant_id: str, where: DeliveryFilter, page: Page
     ) -> tuple[list[Delivery], str | None]:
-        query = deliveries.select().where(deliveries.c.tenant_id == tenant_id)
-        if where.status:
-            query = query.where(deliveries.c.status == where.status)
-        if where.endpoint_id:
-            query = query.where(deliveries.c.endpoint_id == where.endpoint_id)
-        if where.event_id:
-            query = query.where(deliveries.c.event_id == where.event_id)
-        if where.created_after is not None:
-            query = query.where(deliveries.c.created_at >= where.created_after)
-        if where.created_before is not None:
-            query = query.where(deliveries.c.created_at < where.created_before)
+        query = deliveries.select().where(*delivery_conditions(tenant_id, where))
         return await fetch_page(self.db, query, deliveries.c.id, page, _delivery)
 
     async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
@@ -549,14 +579,7 @@ class Deliveries:
                 raise RetryRefused("the delivery is being sent right now")
             # Not in flight at the write either: on PostgreSQL a dispatcher may claim it between
             # the read above and this update (SQLite's single writer rules that out).
-            result = await conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == delivery_id,
-                    deliveries.c.status != DeliveryStatus.IN_FLIGHT.value,
-                )
-                .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, updated_at=now)
-            )
+            result = await conn.execute(requeue(now, deliveries.c.id == delivery_id))
             if result.rowcount == 0:
                 raise RetryRefused("the delivery is being sent right now")
         return await self.get(tenant_id, delivery_id)
@@ -574,15 +597,54 @@ class Deliveries:
             ]
             await conn.execute(self._insert, delivery_rows(fresh, now))
             result = await conn.execute(
-                deliveries.update()
-                .where(
+                requeue(
+                    now,
                     deliveries.c.tenant_id == tenant_id,
                     deliveries.c.event_id == event_id,
                     deliveries.c.endpoint_id.in_(list(endpoint_ids)),
-                    deliveries.c.status != DeliveryStatus.IN_FLIGHT.value,
                 )
-                .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, updated_at=now)
             )
+        return int(result.rowcount)
+
+    # bulk jobs: inside the job's own transaction, so the items and its cursor move together ---
+
+    async def redrive_dead(self, conn: AsyncConnection, ids: Sequence[str], now: float) -> int:
+        """Dead deliveries back to pending, as ``retry`` does; returns how many were dead."""
+        if not ids:
+            return 0
+        dead: sa.BindParameter[str] = sa.bindparam(
+            "dead", DeliveryStatus.DEAD.value, literal_execute=True
+        )
+        result = await conn.execute(
+            requeue(now, deliveries.c.id.in_(list(ids)), deliveries.c.status == dead)
+        )
+        return int(result.rowcount)
+
+    async def replay_to(
+        self,
+        conn: AsyncConnection,
+        tenant_id: str,
+        batch: Sequence[tuple[str, int, str | None]],
+        endpoint_id: str,
+        now: float,
+    ) -> int:
+        """``replay`` of many events (id, seq, ordering key) to one endpoint; returns how many
+        were queued."""
+        if not batch:
+            return 0
+        fresh = [
+            NewDelivery(new_id("delivery"), tenant_id, event_id, seq, endpoint_id, key)
+            for event_id, seq, key in batch
+        ]
+        await conn.execute(self._insert, delivery_rows(fresh, now))
+        result = await conn.execute(
+            requeue(
+                now,
+                deliveries.c.tenant_id == tenant_id,
+                deliveries.c.endpoint_id == endpoint_id,
+                deliveries.c.event_id.in_([event_id for event_id, _, _ in batch]),
+            )
+        )
         return int(result.rowcount)
 
     async def counts(self) -> dict[str, dict[str, int]]:

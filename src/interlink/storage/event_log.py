@@ -31,6 +31,19 @@ class EventFilter(msgspec.Struct, frozen=True):
     received_before: float | None = None
 
 
+def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElement[bool]]:
+    out: list[sa.ColumnElement[bool]] = [events.c.tenant_id == tenant_id]
+    if where.type:
+        out.append(events.c.type == where.type)
+    if where.source_id:
+        out.append(events.c.source_id == where.source_id)
+    if where.received_after is not None:
+        out.append(events.c.received_at >= where.received_after)
+    if where.received_before is not None:
+        out.append(events.c.received_at < where.received_before)
+    return out
+
+
 def _event(row: Any) -> Event:
     return Event(
         id=row.id,
@@ -109,16 +122,16 @@ class EventLog:
     async def find(
         self, tenant_id: str, where: EventFilter, page: Page
     ) -> tuple[list[Event], str | None]:
-        query = events.select().where(events.c.tenant_id == tenant_id)
-        if where.type:
-            query = query.where(events.c.type == where.type)
-        if where.source_id:
-            query = query.where(events.c.source_id == where.source_id)
-        if where.received_after is not None:
-            query = query.where(events.c.received_at >= where.received_after)
-        if where.received_before is not None:
-            query = query.where(events.c.received_at < where.received_before)
+        query = events.select().where(*event_conditions(tenant_id, where))
         return await fetch_page(self.db, query, events.c.id, page, _event)
+
+    async def known(self, tenant_id: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are the tenant's events."""
+        query = sa.select(events.c.id).where(
+            events.c.tenant_id == tenant_id, events.c.id.in_(list(event_ids))
+        )
+        async with self.db.read() as conn:
+            return {r.id for r in await conn.execute(query)}
 
     async def count(self) -> int:
         async with self.db.read() as conn:

@@ -155,6 +155,21 @@ deliveries = sa.Table(
     ),
     sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
     sa.Index("ix_deliveries_endpoint", "endpoint_id", "status"),
+    # Only dead deliveries: the dead-letter view and bulk redrive, by tenant or by endpoint.
+    sa.Index(
+        "ix_deliveries_dead_tenant",
+        "tenant_id",
+        "id",
+        sqlite_where=sa.text("status = 'dead'"),
+        postgresql_where=sa.text("status = 'dead'"),
+    ),
+    sa.Index(
+        "ix_deliveries_dead_endpoint",
+        "endpoint_id",
+        "id",
+        sqlite_where=sa.text("status = 'dead'"),
+        postgresql_where=sa.text("status = 'dead'"),
+    ),
 )
 
 attempts = sa.Table(
@@ -178,4 +193,36 @@ cursors = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("filter", sa.JSON, nullable=False),
+    sa.Column("endpoint_id", sa.String(40)),
+    sa.Column("rate", sa.Float, nullable=False),
+    sa.Column("total", sa.Integer),
+    sa.Column("done", sa.Integer, nullable=False),
+    sa.Column("skipped", sa.Integer, nullable=False),
+    sa.Column("cursor", sa.String(64)),
+    sa.Column("cursor_end", sa.String(64)),
+    sa.Column("bucket", sa.JSON),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", Time),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_jobs_tenant", "tenant_id", "id"),
+    sa.Index(
+        "ix_jobs_active",
+        "lease_until",
+        sqlite_where=sa.text("status IN ('queued', 'running')"),
+        postgresql_where=sa.text("status IN ('queued', 'running')"),
+    ),
 )
