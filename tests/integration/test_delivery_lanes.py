@@ -417,7 +417,7 @@ async def drain_rate(tmp_path: Path, with_slow: bool) -> tuple[float, list[Any]]
         if with_slow:
             slow = await w.receiver(lambda _: (200, None))  # accepts, then never answers
             slow_id = await w.endpoint(slow.url, ["booking.*"], timeout_seconds=2.0)
-        events = 2_000
+        events = 4_000
         started = time.time()
         for i in range(0, events, 500):
             await w.inject([("booking.created", None, {"j": j}) for j in range(i, i + 500)])

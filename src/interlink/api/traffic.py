@@ -90,7 +90,7 @@ class EventController(Controller):
         else:
             subs = await ctx.management.subscriptions_for([tenant_id])
             targets = endpoints_for(event.type, tenant_id, subs)
-        queued = await ctx.deliveries.replay(tenant_id, event.id, event.seq, targets)
+        queued = await ctx.deliveries.replay(tenant_id, event.id, event.seq, targets, event.key)
         return ReplayOut(event_id=event.id, queued=queued)
 
 

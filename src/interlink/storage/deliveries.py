@@ -585,14 +585,20 @@ class Deliveries:
         return await self.get(tenant_id, delivery_id)
 
     async def replay(
-        self, tenant_id: str, event_id: str, event_seq: int, endpoint_ids: Sequence[str]
+        self,
+        tenant_id: str,
+        event_id: str,
+        event_seq: int,
+        endpoint_ids: Sequence[str],
+        key: str | None = None,
     ) -> int:
         """Sends an event again to these endpoints: existing deliveries are redriven in place
-        (same ``webhook-id``), missing ones created. Returns how many were queued."""
+        (same ``webhook-id``), missing ones created (with the event's ordering ``key``).
+        Returns how many were queued."""
         now = time.time()
         async with self.db.write() as conn:
             fresh = [
-                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, endpoint_id)
+                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, endpoint_id, key)
                 for endpoint_id in endpoint_ids
             ]
             await conn.execute(self._insert, delivery_rows(fresh, now))
