@@ -343,7 +343,9 @@ async def test_a_recovered_endpoint_gets_its_whole_backlog_at_its_rate_with_spre
             f"\nrecovery: {len(acked)} delivered after {failed_before} failed attempts;"
             f" busiest 10 s of the clock: {worst} (limit 100 + burst 10)"
         )
-        assert worst <= 110
+        # started_at is stamped as the attempt's task starts, a few ms of the event loop after
+        # its token was granted (x20 on this clock): two of slack on the bucket's exact 110.
+        assert worst <= 112
         # Spread, not synchronized: the arrivals are not bunched on a few instants.
         assert len({round(t, 2) for t in times}) > 0.9 * len(times)
         # And the operators heard of it.
