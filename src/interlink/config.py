@@ -57,6 +57,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     job_rate_max: float = 1000.0
     job_concurrency: int = 4
     job_lease_seconds: float = 60.0
+    # Fernet keys that encrypt OAuth secrets and tokens at rest: the first encrypts, all decrypt
+    # (rotation: put the new key first, run `interlink connections rotate-key`, drop the old).
+    # Unset: one kept in .interlink/secrets.key. Several processes must share the same keys.
+    secrets_key: tuple[str, ...] = ()
+    # A connection's token is refreshed once this share of its lifetime has passed.
+    oauth_refresh_fraction: float = 0.8
 
     @property
     def public_url(self) -> str:
@@ -64,7 +70,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"http://{host}:{self.port}"
 
 
-_LIST_FIELDS = {"outbound_allow_networks"}
+_LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
 
 
 def load(
