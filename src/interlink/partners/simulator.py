@@ -48,6 +48,8 @@ class PartnerSimulator:
         self.slow_seconds = 5.0
         self.error_status = 503
         self.retry_after: str | None = None  # sent with error answers
+        self.fail_next = 0  # this many next API requests get error_status, whatever the mode
+        self.accept_tokens = True  # False: every bearer token is refused (401)
         self.bookings: dict[str, dict[str, Any]] = {}
         self._access: dict[str, float] = {}  # access token -> expires at
         self._refresh: set[str] = set()
@@ -84,10 +86,13 @@ class PartnerSimulator:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def go_down(self) -> None:
-        """Stops listening: requests now fail with connection refused."""
+        """Stops listening and drops open connections: requests now fail, connection refused."""
         if self._site is not None:
             await self._site.stop()
             self._site = None
+        server = None if self._runner is None else self._runner.server
+        for handler in [] if server is None else server.connections:
+            handler.force_close()
 
     async def come_back(self) -> None:
         if self._site is None:
@@ -184,14 +189,15 @@ class PartnerSimulator:
         self.api_requests[route] += 1
         if self.api_mode == "slow":
             await asyncio.sleep(self.slow_seconds)
-        elif self.api_mode == "error":
+        if self.api_mode == "error" or self.fail_next > 0:
+            self.fail_next = max(0, self.fail_next - 1)
             headers = {"Retry-After": self.retry_after} if self.retry_after else None
             return web.json_response(
                 {"error": "unavailable"}, status=self.error_status, headers=headers
             )
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         expires = self._access.get(token) if scheme.lower() == "bearer" else None
-        if expires is None or time.time() >= expires:
+        if expires is None or time.time() >= expires or not self.accept_tokens:
             return web.json_response(
                 {"error": "invalid_token"},
                 status=401,
