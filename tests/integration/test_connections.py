@@ -414,3 +414,41 @@ async def test_a_refresh_lease_has_one_holder_and_lapses(stack: Stack) -> None:
             )
         ).scalar_one()
     assert owner == "b"
+
+
+async def test_the_cli_rotates_the_key(
+    tmp_path: Path, partner: PartnerSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from interlink.cli import app
+
+    url = f"sqlite:///{tmp_path}/rotate.db"
+    await asyncio.to_thread(migrate.upgrade, url)
+    stack = await make_stack(url)
+    new_key = SecretBox.new_key()
+    try:
+        connection = await stack.connection(partner)
+        token = await stack.tokens.get_token(connection.id)
+        monkeypatch.chdir(tmp_path)
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["connections", "rotate-key"],
+            env={"INTERLINK_DATABASE_URL": url, "INTERLINK_SECRETS_KEY": f"{new_key},{KEY}"},
+        )
+        assert result.exit_code == 0, result.output
+        assert "re-encrypted 1 connection" in result.output
+        rotated = await Connections(stack.db, SecretBox([new_key])).get_any(connection.id)
+        assert rotated is not None and rotated.access_token is not None
+        assert rotated.access_token.reveal() == token
+        # Without the key that encrypted them, the command says so rather than crash.
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["connections", "rotate-key"],
+            env={"INTERLINK_DATABASE_URL": url, "INTERLINK_SECRETS_KEY": SecretBox.new_key()},
+        )
+        assert result.exit_code == 1 and "keep the old key" in result.output
+    finally:
+        await stack.close()
