@@ -143,6 +143,44 @@ async def test_two_managers_on_one_database_cause_one_refresh(
         await b.close()
 
 
+async def test_a_failing_refresh_is_tried_once_for_two_managers(
+    db_url: str, partner: PartnerSimulator
+) -> None:
+    """The loser of the lease waits, reads the winner's failure and does not try again."""
+    a = await make_stack(db_url)
+    b = await make_stack(db_url)
+    try:
+        connection = await a.connection(partner)
+        partner.token_failure, partner.token_delay = 503, 0.3
+        results = await asyncio.gather(
+            *(a.tokens.get_token(connection.id) for _ in range(10)),
+            *(b.tokens.get_token(connection.id) for _ in range(10)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, TokenUnavailable) for r in results)
+        assert partner.token_requests["client_credentials"] == 1
+        row = await a.connections.get(a.tenant_id, connection.id)
+        assert row is not None and row.refresh_failed_count == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_the_token_endpoint_is_behind_the_ssrf_guard(
+    stack: Stack, partner: PartnerSimulator
+) -> None:
+    connection = await stack.connection(partner)
+    session = PartnerSession(OutboundPolicy())  # loopback not allowed
+    try:
+        guarded = TokenManager(stack.connections, TokenEndpoint(session), FAST_RETRY)
+        refused = await guarded.refresh(connection.id)
+        assert refused.failing and refused.last_error is not None
+        assert "loopback" in refused.last_error
+        assert partner.token_requests.total() == 0
+    finally:
+        await session.close()
+
+
 _WORKER = """
 import asyncio, json, sys
 from interlink.delivery.outbound_guard import OutboundPolicy

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from tests.integration.test_connections import LOOPBACK
 
+from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.domain.circuit_breaker import BreakerPolicy, BreakerStatus
 from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
@@ -237,10 +238,19 @@ async def test_a_401_refreshes_the_token_once(setup: Setup) -> None:
     answer = await s.client.get("/bookings/bk_1", connection_id=s.connection_id)
     assert answer.status == 200
     assert s.partner.token_requests["client_credentials"] == 2
+    # Many calls refused at once: one refresh between them.
+    s.partner.expire_tokens()
+    s.partner.token_delay = 0.1
+    answers = await asyncio.gather(
+        *(s.client.get("/bookings/bk_1", connection_id=s.connection_id) for _ in range(20))
+    )
+    assert all(a.status == 200 and not a.stale for a in answers)
+    assert s.partner.token_requests["client_credentials"] == 3
+    s.partner.token_delay = 0.0
     s.partner.accept_tokens = False
     with pytest.raises(PartnerAuthFailed, match="401"):
         await s.client.get("/bookings/bk_1", connection_id=s.connection_id, fallback=False)
-    assert s.partner.token_requests["client_credentials"] == 3  # one refresh, then it failed
+    assert s.partner.token_requests["client_credentials"] == 4  # one refresh, then it failed
 
 
 async def test_the_rate_limit_spaces_calls_and_refuses_long_waits(setup: Setup) -> None:
@@ -270,5 +280,16 @@ async def test_the_rate_limit_spaces_calls_and_refuses_long_waits(setup: Setup) 
         await strict.get("/bookings/bk_1", connection_id=s.connection_id)
         with pytest.raises(PartnerRateLimited):
             await strict.get("/bookings/bk_1", connection_id=s.connection_id)
+    finally:
+        await session.close()
+
+
+async def test_partner_calls_are_behind_the_ssrf_guard(setup: Setup) -> None:
+    session = PartnerSession(OutboundPolicy())  # loopback not allowed
+    try:
+        client = PartnerClient("sim", setup.partner.url, session, policy=POLICY)
+        with pytest.raises(PartnerUnavailable, match="loopback"):
+            await client.get("/bookings/bk_1")
+        assert setup.partner.api_requests.total() == 0
     finally:
         await session.close()

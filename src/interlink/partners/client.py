@@ -191,12 +191,14 @@ class PartnerClient:
                 headers["Content-Type"] = "application/json"
             if idempotency_key is not None:
                 headers["Idempotency-Key"] = idempotency_key
+            token = None
             if connection_id is not None:
                 try:
-                    headers["Authorization"] = f"Bearer {await self._token(connection_id)}"
+                    token = await self._token(connection_id)
                 except PartnerAuthFailed as exc:
                     # Its token endpoint is the partner too: no token, no partner.
                     return self._fallback(key, exc)
+                headers["Authorization"] = f"Bearer {token}"
             granted, self.breaker = breaker.allow(self.breaker, self.policy.breaker, time.time())
             if not granted:
                 return self._fallback(key, CircuitOpen(self.partner, self._open_reason()))
@@ -225,8 +227,8 @@ class PartnerClient:
                 if reauthorized:
                     raise PartnerAuthFailed(self.partner, "401 with a freshly refreshed token")
                 reauthorized = True
-                self._tokens.forget(connection_id)
-                await self._tokens.refresh(connection_id)
+                assert token is not None
+                await self._tokens.rejected(connection_id, token)
                 attempts -= 1  # the retry with a new token is not one of the budget's
                 continue
             answer = response.answer

@@ -103,6 +103,12 @@ class TokenManager:
             self._start(connection_id, force=True, code=(code, redirect_uri))
         )
 
+    async def rejected(self, connection_id: str, token: str) -> None:
+        """The partner refused ``token`` (a 401): replace it, unless that has happened already
+        (many calls refused at once cause one refresh, not one each)."""
+        self.forget(connection_id)
+        await asyncio.shield(self._start(connection_id, force=True, rejected=token))
+
     def forget(self, connection_id: str) -> None:
         """Drops what this process remembers (a 401 from the partner, a deleted connection)."""
         self._known.pop(connection_id, None)
@@ -115,12 +121,17 @@ class TokenManager:
         return connection
 
     def _start(
-        self, connection_id: str, *, force: bool, code: tuple[str, str | None] | None = None
+        self,
+        connection_id: str,
+        *,
+        force: bool,
+        code: tuple[str, str | None] | None = None,
+        rejected: str | None = None,
     ) -> asyncio.Task[Connection]:
         task = self._refreshing.get(connection_id)
         if task is None:
             task = asyncio.create_task(
-                self._refresh(connection_id, force=force, code=code),
+                self._refresh(connection_id, force=force, code=code, rejected=rejected),
                 name=f"token-refresh-{connection_id}",
             )
             self._refreshing[connection_id] = task
@@ -141,21 +152,44 @@ class TokenManager:
     # refreshing --------------------------------------------------------------------------------
 
     async def _refresh(
-        self, connection_id: str, *, force: bool, code: tuple[str, str | None] | None
+        self,
+        connection_id: str,
+        *,
+        force: bool,
+        code: tuple[str, str | None] | None,
+        rejected: str | None,
     ) -> Connection:
-        """The connection after a refresh (or after finding none was needed, or not yet)."""
+        """The connection after a refresh (or after finding none was needed, or not yet).
+
+        ``force``: whatever the token's age or the backoff; ``rejected``: only while the token
+        held is still that one (a partner refused it), so a refresh that replaced it already
+        is enough.
+        """
+
+        def needless(connection: Connection, now: float) -> bool:
+            if rejected is not None:
+                held = connection.access_token
+                return (
+                    held is not None
+                    and held.reveal() != rejected
+                    and token_refresh.is_usable(connection.expires_at, now)
+                )
+            if force:
+                return False
+            return token_refresh.is_fresh(connection.refresh_due_at, connection.expires_at, now)
+
         started = time.time()
         waited_until = time.monotonic() + self.policy.lease_seconds + 1.0
         while True:
             now = time.time()
             connection = await self._read(connection_id)
+            if needless(connection, now):
+                return connection
             if force and connection.updated_at >= started and connection.last_refreshed_at:
                 return connection  # another process refreshed after we were asked
-            if not force:
-                if token_refresh.is_fresh(connection.refresh_due_at, connection.expires_at, now):
-                    return connection
-                if connection.next_attempt_at is not None and now < connection.next_attempt_at:
-                    return connection  # backing off: no request before then
+            retry_at = connection.next_attempt_at
+            if not force and retry_at is not None and now < retry_at:
+                return connection  # backing off: no request before then
             if await self.connections.take_lease(
                 connection_id, self.owner, now, now + self.policy.lease_seconds
             ):
@@ -168,9 +202,7 @@ class TokenManager:
             # Read again under the lease: the holder before us may have just stored a token.
             connection = await self._read(connection_id)
             now = time.time()
-            if not force and token_refresh.is_fresh(
-                connection.refresh_due_at, connection.expires_at, now
-            ):
+            if needless(connection, now):
                 await self.connections.release_lease(connection_id, self.owner)
                 return connection
             try:
