@@ -340,8 +340,14 @@ async def test_authorization_code_refresh_tokens_rotate(
         client_secret=partner.client_secret,
         scopes=[],
     )
+    # Nothing to refresh until it is authorized: the background refresher leaves it alone.
+    assert exchanged.id not in await stack.connections.due(time.time())
+    # A refresh already running (an operator's, say) does not swallow the code.
+    racing = asyncio.create_task(stack.tokens.refresh(exchanged.id))
+    await asyncio.sleep(0)
     authorized = await stack.tokens.authorize(exchanged.id, code, "http://127.0.0.1/cb")
     assert authorized.refresh_token is not None and not authorized.failing
+    assert (await racing).failing  # it had no refresh token to use
     assert partner.token_requests["authorization_code"] == 1
 
 

@@ -99,6 +99,12 @@ class TokenManager:
         self, connection_id: str, code: str, redirect_uri: str | None
     ) -> Connection:
         """Exchanges an authorization code for the connection's first tokens."""
+        while True:
+            # A refresh already running has no code to exchange: let it end, then exchange.
+            running = self._refreshing.get(connection_id)
+            if running is None:
+                break
+            await asyncio.wait([running])
         return await asyncio.shield(
             self._start(connection_id, force=True, code=(code, redirect_uri))
         )

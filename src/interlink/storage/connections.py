@@ -269,12 +269,19 @@ class Connections:
         return bool(result.rowcount)
 
     async def due(self, now: float, limit: int = 100) -> list[str]:
-        """Connections whose token is due for refresh (or whose failed refresh is due again)."""
+        """Connections whose token is due for refresh (or whose failed refresh is due again).
+
+        An authorization-code connection without a refresh token cannot be refreshed, only
+        authorized again: it is left alone.
+        """
         c = connections.c
         query = (
             sa.select(c.id)
             .where(
                 c.deleted_at.is_(None),
+                sa.or_(
+                    c.flow != ConnectionFlow.AUTHORIZATION_CODE.value, c.refresh_token.is_not(None)
+                ),
                 sa.or_(c.refresh_lease_until.is_(None), c.refresh_lease_until < now),
                 sa.or_(
                     sa.and_(c.next_attempt_at.is_not(None), c.next_attempt_at <= now),
