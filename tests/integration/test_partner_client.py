@@ -293,3 +293,11 @@ async def test_partner_calls_are_behind_the_ssrf_guard(setup: Setup) -> None:
         assert setup.partner.api_requests.total() == 0
     finally:
         await session.close()
+
+
+async def test_a_path_cannot_leave_the_partners_api(setup: Setup) -> None:
+    client = PartnerClient("sim", setup.partner.url + "/api", setup.session, policy=POLICY)
+    for path in ("http://127.0.0.2:9/steal", "../oauth/token", "a/../../oauth/token"):
+        with pytest.raises(ValueError, match="not a path under"):
+            await client.get(path, connection_id=setup.connection_id)
+    assert setup.partner.api_requests.total() == 0

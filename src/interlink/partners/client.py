@@ -123,7 +123,8 @@ class PartnerClient:
         rng: random.Random | None = None,
     ) -> None:
         self.partner = partner
-        self.base_url = URL(base_url)
+        # Paths are joined under the base URL, so it names a directory.
+        self.base_url = URL(base_url if base_url.endswith("/") else base_url + "/")
         self._session = session
         self._tokens = tokens
         self.policy = policy or ClientPolicy()
@@ -174,6 +175,9 @@ class PartnerClient:
             (connection_id, path, query) if fallback and method == "GET" else None
         )
         url = self.base_url.join(URL(path.lstrip("/")))
+        if url.origin() != self.base_url.origin() or not url.path.startswith(self.base_url.path):
+            # A path must not take a tenant's token to another host (or out of the API).
+            raise ValueError(f"{path!r} is not a path under {self.base_url}")
         if query:
             url = url.with_query(query)
         try:
