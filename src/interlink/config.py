@@ -5,6 +5,8 @@ The file is ``interlink.toml`` in the working directory, or the path in ``INTERL
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import tomllib
 from collections.abc import Mapping
@@ -63,6 +65,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     secrets_key: tuple[str, ...] = ()
     # A connection's token is refreshed once this share of its lifetime has passed.
     oauth_refresh_fraction: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.oauth_refresh_fraction <= 1:
+            raise ValueError("oauth_refresh_fraction must be in (0, 1]")
+        for key in self.secrets_key:
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise ValueError(
+                    "secrets_key: each key is 32 url-safe base64-encoded bytes "
+                    "(make one with `interlink connections new-key`)"
+                )
 
     @property
     def public_url(self) -> str:
