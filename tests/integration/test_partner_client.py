@@ -37,10 +37,10 @@ from interlink.storage.database import Database
 from interlink.storage.management import Management
 from interlink.storage.secrets_box import SecretBox
 
-TIMEOUT = 0.3
+TIMEOUT = 0.3  # for the test that measures it; the others leave room for a loaded machine
 POLICY = ClientPolicy(
-    timeout_seconds=TIMEOUT,
-    connect_timeout_seconds=0.2,
+    timeout_seconds=3.0,
+    connect_timeout_seconds=1.0,
     retry=RetryPolicy(schedule=(0.0, 0.05, 0.05), jitter=0.0),
     breaker=BreakerPolicy(
         window_seconds=10.0,
@@ -104,17 +104,26 @@ async def timed(call: object) -> float:
 
 async def test_a_slow_partner_opens_the_breaker_and_then_calls_fail_fast(setup: Setup) -> None:
     s = setup
-    good = await s.client.get("/bookings/bk_1", connection_id=s.connection_id)
+    client = PartnerClient(
+        "sim",
+        s.partner.url,
+        s.session,
+        tokens=s.tokens,
+        policy=msgspec.structs.replace(
+            POLICY, timeout_seconds=TIMEOUT, connect_timeout_seconds=TIMEOUT
+        ),
+    )
+    good = await client.get("/bookings/bk_1", connection_id=s.connection_id)
     assert good.status == 200 and not good.stale and good.json()["guest"] == "Ada Lovelace"
 
     s.partner.api_mode = "slow"  # answers after 5 s: every attempt runs into the timeout
     started = time.perf_counter()
     with pytest.raises(PartnerUnavailable, match="timed out") as failure:
-        await s.client.get("/bookings/bk_2", connection_id=s.connection_id)
+        await client.get("/bookings/bk_2", connection_id=s.connection_id)
     closed_seconds = time.perf_counter() - started
     assert not isinstance(failure.value, CircuitOpen)
     assert closed_seconds >= 3 * TIMEOUT  # three attempts, each cut off by the timeout
-    assert s.client.breaker_status is BreakerStatus.OPEN  # after 3 in a row
+    assert client.breaker_status is BreakerStatus.OPEN  # after 3 in a row
     requests_before = sum(s.partner.api_requests.values())
 
     # Open: refused without a request, in well under 5 ms a call.
@@ -122,7 +131,7 @@ async def test_a_slow_partner_opens_the_breaker_and_then_calls_fail_fast(setup: 
     started = time.perf_counter()
     for _ in range(calls):
         with pytest.raises(CircuitOpen):
-            await s.client.get("/bookings/bk_2", connection_id=s.connection_id)
+            await client.get("/bookings/bk_2", connection_id=s.connection_id)
     per_call = (time.perf_counter() - started) / calls
     assert per_call < 0.005, f"{per_call * 1000:.3f} ms a call while open"
     assert sum(s.partner.api_requests.values()) == requests_before
@@ -133,8 +142,9 @@ async def test_a_slow_partner_opens_the_breaker_and_then_calls_fail_fast(setup: 
 
     # And with a fallback: the last known good answer, marked stale, as fast.
     started = time.perf_counter()
-    stale = await s.client.get("/bookings/bk_1", connection_id=s.connection_id)
-    assert time.perf_counter() - started < 0.005
+    for _ in range(calls):
+        stale = await client.get("/bookings/bk_1", connection_id=s.connection_id)
+    assert (time.perf_counter() - started) / calls < 0.005
     assert stale.stale and stale.age_seconds is not None and stale.age_seconds > 0
     assert stale.body == good.body and stale.status == 200
 
@@ -222,7 +232,8 @@ async def test_retry_after_is_honoured(setup: Setup) -> None:
     s = setup
     s.partner.fail_next, s.partner.retry_after = 1, "1"
     elapsed = await timed(s.client.get("/bookings/bk_1", connection_id=s.connection_id))
-    assert elapsed >= 1.0 and s.partner.api_requests["get_booking"] == 2
+    # (asyncio may wake a timer up to its clock resolution early)
+    assert elapsed >= 0.95 and s.partner.api_requests["get_booking"] == 2
     # A Retry-After beyond what the client waits for: no retry, at once.
     s.partner.fail_next, s.partner.retry_after = 1, "120"
     started = time.perf_counter()
