@@ -292,16 +292,16 @@ async def test_tokens_are_refreshed_before_they_expire(
 ) -> None:
     stack = await make_stack(db_url, RefreshPolicy(refresh_fraction=0.5))
     try:
-        partner.token_lifetime = 1.0
+        partner.token_lifetime = 3.0  # refreshed at 1.5 s
         connection = await stack.connection(partner)
         first = await stack.tokens.get_token(connection.id)
         before = await stack.connections.get(stack.tenant_id, connection.id)
         assert before is not None and before.expires_at is not None
         # Past the refresh point, the caller still gets the valid token at once, and a refresh
         # starts behind it.
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.6)
         assert await stack.tokens.get_token(connection.id) == first
-        await eventually(lambda: partner.token_requests["client_credentials"] == 2, timeout=2)
+        await eventually(lambda: partner.token_requests["client_credentials"] == 2, timeout=5)
         after = await stack.connections.get(stack.tenant_id, connection.id)
         assert after is not None and after.last_refreshed_at is not None
         assert after.last_refreshed_at < before.expires_at  # before the old one ran out
@@ -310,7 +310,7 @@ async def test_tokens_are_refreshed_before_they_expire(
         # With nobody asking, the background refresher keeps it renewed.
         refresher = asyncio.create_task(stack.tokens.run())
         try:
-            await eventually(lambda: partner.token_requests["client_credentials"] >= 4, timeout=4)
+            await eventually(lambda: partner.token_requests["client_credentials"] >= 4, timeout=10)
         finally:
             refresher.cancel()
         row = await stack.connections.get(stack.tenant_id, connection.id)
