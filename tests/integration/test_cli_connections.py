@@ -15,12 +15,11 @@ from interlink.partners.simulator import PartnerSimulator
 
 
 def printed(output: str) -> Any:
-    """The JSON the command printed; the server's log lines (same process) may surround it."""
-    if output.startswith(("{", "[")):
-        start = 0
-    else:
-        start = min(i for i in (output.find("\n{"), output.find("\n[")) if i >= 0) + 1
-    return json.JSONDecoder().raw_decode(output, start)[0]
+    """The JSON the command printed (indented, so it starts on a line of its own); the
+    server's log lines, one JSON object a line in the same process, may surround it."""
+    lines = output.splitlines(keepends=True)
+    start = next(n for n, line in enumerate(lines) if line.strip() in ("{", "[", "[]"))
+    return json.JSONDecoder().raw_decode("".join(lines[start:]))[0]
 
 
 @pytest.fixture
