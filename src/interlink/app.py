@@ -33,14 +33,19 @@ from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.signing import signature_headers
+from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
 from interlink.ingress.app import IngestApp, SourceCache
 from interlink.ingress.group_commit import GroupCommit
 from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, MetricsEndpoint, StateCollector
 from interlink.observability.volume_monitor import VolumeMonitor
+from interlink.partners.oauth import TokenEndpoint
+from interlink.partners.outbound import PartnerSession
+from interlink.partners.tokens import TokenManager
 from interlink.routing.router import Router
 from interlink.storage import migrate
+from interlink.storage.connections import Connections
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
@@ -53,6 +58,7 @@ from interlink.storage.ports import (
     LogWriter,
     Settled,
 )
+from interlink.storage.secrets_box import SecretBox, secrets_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
@@ -74,7 +80,7 @@ class Role(enum.StrEnum):
     INGRESS = "ingress"  # POST /in/{source}
     ROUTER = "router"  # the log → deliveries
     DISPATCHER = "dispatcher"  # deliveries → receivers
-    SCHEDULER = "scheduler"  # periodic and bulk jobs: the volume monitor, redrive and replay
+    SCHEDULER = "scheduler"  # periodic and bulk jobs: volume monitor, redrive, replay, tokens
     API = "api"  # the management API and its docs
 
 
@@ -179,6 +185,14 @@ class Interlink:
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
         )
+        # OAuth connections to partner APIs: tokens refreshed in the background before expiry.
+        self.partner_session = PartnerSession(self.outbound)
+        self.tokens = TokenManager(
+            Connections(self.db, SecretBox(secrets_keys(settings.secrets_key))),
+            TokenEndpoint(self.partner_session),
+            RefreshPolicy(refresh_fraction=settings.oauth_refresh_fraction),
+            poll_interval=settings.poll_interval_seconds,
+        )
         self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
         self.jobs = Jobs(self.db, self.deliveries)
         self.job_runner = JobRunner(
@@ -199,6 +213,7 @@ class Interlink:
                 outbound=self.outbound,
                 jobs=self.jobs,
                 job_created=self.job_runner.wake,
+                tokens=self.tokens,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -257,6 +272,7 @@ class Interlink:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         if Role.SCHEDULER in self.roles:
             self._tasks.append(asyncio.create_task(self.job_runner.run(), name="job-runner"))
+            self._tasks.append(asyncio.create_task(self.tokens.run(), name="token-refresher"))
         if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
             self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
         if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
@@ -278,6 +294,8 @@ class Interlink:
             for task in stuck:
                 log.warning("interlink.stop_overran", stage=task.get_name())
         await _bounded("outbound client", self.sender.close())
+        await _bounded("token refreshes", self.tokens.close())
+        await _bounded("partner client", self.partner_session.close())
         if self._tracing:
             tracing.shutdown()  # exports the spans still buffered
         if self._driver is not None:

@@ -33,6 +33,7 @@ events_app = typer.Typer(no_args_is_help=True, help="Events received.")
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (admin key).")
 deliveries_app = typer.Typer(no_args_is_help=True, help="Deliveries: what went out, dead ones.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Bulk redrive and replay, tracked and paced.")
+connections_app = typer.Typer(no_args_is_help=True, help="OAuth connections to partner APIs.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(subs_app, name="subscriptions")
@@ -40,6 +41,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(connections_app, name="connections")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file")]
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on")]
@@ -313,6 +315,114 @@ def events_tail(
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
+
+
+@connections_app.command("create")
+def connections_create(
+    partner: str,
+    token_url: Annotated[str, typer.Option(help="The partner's OAuth2 token endpoint")],
+    client_id: Annotated[str, typer.Option(help="OAuth2 client id")],
+    client_secret: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="OAuth2 client secret (prompted)")
+    ],
+    flow: Annotated[
+        str, typer.Option(help="client_credentials | authorization_code")
+    ] = "client_credentials",
+    scope: Annotated[list[str] | None, typer.Option(help="Scope(s) to ask for")] = None,
+    refresh_token: Annotated[
+        str | None, typer.Option(help="authorization_code: the refresh token consent gave")
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option(help="authorization_code: an authorization code to exchange")
+    ] = None,
+    redirect_uri: Annotated[str | None, typer.Option(help="The code's redirect URI")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a connection; its first token is fetched at once (the secret is never shown)."""
+    body: dict[str, Any] = {
+        "partner": partner,
+        "flow": flow,
+        "token_url": token_url,
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "scopes": scope or [],
+    }
+    for name, value in (
+        ("refresh_token", refresh_token),
+        ("authorization_code", code),
+        ("redirect_uri", redirect_uri),
+    ):
+        if value:
+            body[name] = value
+    with _client(config) as c:
+        _print(_call(c, "POST", "/api/v1/connections", json=body))
+
+
+@connections_app.command("list")
+def connections_list(config: ConfigOpt = None) -> None:
+    with _client(config) as c:
+        _print(_call(c, "GET", "/api/v1/connections")["data"])
+
+
+@connections_app.command("show")
+def connections_show(connection_id: str, config: ConfigOpt = None) -> None:
+    """Status (healthy, expiring, failed), expiry, refresh counts and the last error."""
+    with _client(config) as c:
+        _print(_call(c, "GET", f"/api/v1/connections/{quote(connection_id, safe='')}"))
+
+
+@connections_app.command("refresh")
+def connections_refresh(connection_id: str, config: ConfigOpt = None) -> None:
+    """Refresh the token now; prints the connection afterwards."""
+    with _client(config) as c:
+        _print(_call(c, "POST", f"/api/v1/connections/{quote(connection_id, safe='')}/refresh"))
+
+
+@connections_app.command("delete")
+def connections_delete(connection_id: str, config: ConfigOpt = None) -> None:
+    with _client(config) as c:
+        _call(c, "DELETE", f"/api/v1/connections/{quote(connection_id, safe='')}")
+
+
+@connections_app.command("new-key")
+def connections_new_key() -> None:
+    """Print a new secrets key (for INTERLINK_SECRETS_KEY)."""
+    from interlink.storage.secrets_box import SecretBox
+
+    typer.echo(SecretBox.new_key())
+
+
+@connections_app.command("rotate-key")
+def connections_rotate_key(config: ConfigOpt = None) -> None:
+    """Re-encrypt every stored secret and token under the first key of INTERLINK_SECRETS_KEY.
+
+    Put the new key first and keep the old ones after it; once this has run, the old keys can
+    go. Runs against the database directly (no API), and may run while Interlink does.
+    """
+    from interlink.storage.connections import Connections
+    from interlink.storage.database import Database
+    from interlink.storage.secrets_box import SecretBox, SecretUnreadable, secrets_keys
+
+    settings = _settings(config)
+    try:
+        box = SecretBox(secrets_keys(settings.secrets_key))
+    except ValueError as exc:
+        typer.secho(f"secrets_key: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+    async def rotate() -> int:
+        db = Database(settings.database_url)
+        try:
+            return await Connections(db, box).reencrypt()
+        finally:
+            await db.close()
+
+    try:
+        count = asyncio.run(rotate())
+    except SecretUnreadable as exc:
+        typer.secho(f"{exc}: keep the old key in the list", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"re-encrypted {count} connection(s) under the first key")
 
 
 def format_timeline(timeline: dict[str, Any]) -> list[str]:

@@ -5,6 +5,8 @@ The file is ``interlink.toml`` in the working directory, or the path in ``INTERL
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import tomllib
 from collections.abc import Mapping
@@ -57,6 +59,26 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     job_rate_max: float = 1000.0
     job_concurrency: int = 4
     job_lease_seconds: float = 60.0
+    # Fernet keys that encrypt OAuth secrets and tokens at rest: the first encrypts, all decrypt
+    # (rotation: put the new key first, run `interlink connections rotate-key`, drop the old).
+    # Unset: one kept in .interlink/secrets.key. Several processes must share the same keys.
+    secrets_key: tuple[str, ...] = ()
+    # A connection's token is refreshed once this share of its lifetime has passed.
+    oauth_refresh_fraction: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.oauth_refresh_fraction <= 1:
+            raise ValueError("oauth_refresh_fraction must be in (0, 1]")
+        for key in self.secrets_key:
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise ValueError(
+                    "secrets_key: each key is 32 url-safe base64-encoded bytes "
+                    "(make one with `interlink connections new-key`)"
+                )
 
     @property
     def public_url(self) -> str:
@@ -64,7 +86,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"http://{host}:{self.port}"
 
 
-_LIST_FIELDS = {"outbound_allow_networks"}
+_LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
 
 
 def load(

@@ -35,6 +35,8 @@ def test_config_file_named_by_environment(tmp_path: Path) -> None:
         ("port = [", {}, "x.toml"),
         ("colour = 1", {}, "colour"),
         ("", {"INTERLINK_PORT": "eighty"}, "port"),
+        ("", {"INTERLINK_OAUTH_REFRESH_FRACTION": "1.5"}, "oauth_refresh_fraction"),
+        ("", {"INTERLINK_SECRETS_KEY": "not-a-key"}, "secrets_key"),
     ],
 )
 def test_bad_configuration_says_what_is_wrong(
@@ -44,3 +46,9 @@ def test_bad_configuration_says_what_is_wrong(
     file.write_text(text)
     with pytest.raises(ConfigError, match=words):
         load(str(file), env=env)
+
+
+def test_secrets_keys_are_a_comma_separated_list(tmp_path: Path) -> None:
+    a, b = "A" * 43 + "=", "B" * 43 + "="
+    settings = load(str(tmp_path / "none.toml"), env={"INTERLINK_SECRETS_KEY": f"{a}, {b}"})
+    assert settings.secrets_key == (a, b)

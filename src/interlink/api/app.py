@@ -18,6 +18,7 @@ from interlink.api.configuration import (
     SubscriptionController,
     TenantController,
 )
+from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
 from interlink.api.timeline import EventTimelineController
@@ -91,6 +92,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             EventTimelineController,
             DeliveryController,
             JobController,
+            ConnectionController,
             openapi,
             healthz,
             readyz,
@@ -104,7 +106,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             title="Interlink",
             version=__version__,
             description="Management API: tenants, sources, endpoints, subscriptions, events, "
-            "deliveries, jobs. Authenticate with 'Authorization: Bearer <api key>'.",
+            "deliveries, jobs, connections. Authenticate with 'Authorization: Bearer <api key>'.",
             path="/docs",
             render_plugins=[ScalarRenderPlugin()],
         ),

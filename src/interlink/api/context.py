@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from interlink.config import Settings
 from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.partners.tokens import TokenManager
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
@@ -23,3 +24,5 @@ class ApiContext:
     outbound: OutboundPolicy
     jobs: Jobs
     job_created: Callable[[], None]  # wakes the job runner
+    # OAuth connections to partner APIs (their repository is ``tokens.connections``).
+    tokens: TokenManager | None = None

@@ -13,6 +13,7 @@ from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import Endpoint, Envelope, Source, Subscription, Tenant
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
+from interlink.storage.connections import Connection
 from interlink.storage.deliveries import Attempt, Delivery
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -393,4 +394,76 @@ class JobOut(msgspec.Struct):
             started_at=iso(j.started_at),
             finished_at=iso(j.finished_at),
             last_error=j.last_error,
+        )
+
+
+# connections -------------------------------------------------------------------------------------
+
+# RFC 6749 §3.3: a scope token is printable ASCII without spaces, quotes or backslashes.
+Scope = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+]
+
+
+class ConnectionIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``client_credentials``, or ``authorization_code`` with the ``refresh_token`` the user's
+    consent gave, or the ``authorization_code`` itself (and its ``redirect_uri``) to exchange."""
+
+    partner: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    token_url: Url
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    flow: str = "client_credentials"
+    scopes: Annotated[list[Scope], msgspec.Meta(max_length=50)] = msgspec.field(
+        default_factory=list
+    )
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)] | None = None
+    authorization_code: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)] | None = None
+    redirect_uri: Url | None = None
+
+
+class RefreshCounts(msgspec.Struct):
+    ok: int
+    failed: int
+
+
+class ConnectionOut(msgspec.Struct):
+    """A connection's state; never its client secret or tokens."""
+
+    id: str
+    partner: str
+    flow: str
+    token_url: str
+    client_id: str
+    scopes: list[str]
+    status: str
+    expires_at: str | None
+    refresh_due_at: str | None
+    last_refreshed_at: str | None
+    next_attempt_at: str | None
+    refresh_count: RefreshCounts
+    consecutive_failures: int
+    last_error: str | None
+    created_at: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, c: Connection, now: float) -> ConnectionOut:
+        return cls(
+            id=c.id,
+            partner=c.partner,
+            flow=c.flow.value,
+            token_url=c.token_url,
+            client_id=c.client_id,
+            scopes=list(c.scopes),
+            status=c.status(now).value,
+            expires_at=iso(c.expires_at),
+            refresh_due_at=iso(c.refresh_due_at),
+            last_refreshed_at=iso(c.last_refreshed_at),
+            next_attempt_at=iso(c.next_attempt_at) if c.failing else None,
+            refresh_count=RefreshCounts(c.refresh_ok_count, c.refresh_failed_count),
+            consecutive_failures=c.consecutive_failures,
+            last_error=c.last_error,
+            created_at=iso(c.created_at),
+            updated_at=iso(c.updated_at),
         )

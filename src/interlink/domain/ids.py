@@ -16,6 +16,7 @@ PREFIXES = {
     "attempt": "att",
     "api_key": "key",
     "job": "job",
+    "connection": "conn",
 }
 
 

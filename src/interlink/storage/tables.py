@@ -226,3 +226,37 @@ jobs = sa.Table(
         postgresql_where=sa.text("status IN ('queued', 'running')"),
     ),
 )
+
+# A tenant's OAuth2 credentials for one partner's API. Secrets and tokens are ciphertexts
+# (storage/secrets_box.py); ``refresh_lease_*`` make one process at a time refresh a token.
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("partner", sa.String(100), nullable=False),
+    sa.Column("flow", sa.String(32), nullable=False),
+    sa.Column("token_url", sa.String(2048), nullable=False),
+    sa.Column("client_id", sa.String(500), nullable=False),
+    sa.Column("client_secret", sa.Text, nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("access_token", sa.Text),
+    sa.Column("refresh_token", sa.Text),
+    sa.Column("token_issued_at", Time),
+    sa.Column("expires_at", Time),
+    sa.Column("refresh_due_at", Time),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("refresh_ok_count", sa.Integer, nullable=False),
+    sa.Column("refresh_failed_count", sa.Integer, nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("last_refreshed_at", Time),
+    sa.Column("next_attempt_at", Time),
+    sa.Column("refresh_lease_until", Time),
+    sa.Column("refresh_lease_owner", sa.String(64)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("deleted_at", Time),
+    sa.Index("ix_connections_tenant", "tenant_id", "id"),
+    sa.Index("ix_connections_refresh_due", "refresh_due_at"),
+)

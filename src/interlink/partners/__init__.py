@@ -1,0 +1,1 @@
+"""Partner kits' shared parts: OAuth connections, the token manager and the partner API client."""
