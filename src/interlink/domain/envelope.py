@@ -64,7 +64,7 @@ def _occurred_at(payload: object) -> float | None:
     return None
 
 
-def _check_identifier(what: str, value: str, limit: int) -> None:
+def check_identifier(what: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise EnvelopeError(f"the {what} is longer than {limit} characters")
     if _CONTROL.search(value):
@@ -81,7 +81,7 @@ def extract(
     elif kind == "json":
         partner_id = _scalar(lookup(payload, where))
     if partner_id is not None:
-        _check_identifier("event id", partner_id, MAX_IDEMPOTENCY_KEY)
+        check_identifier("event id", partner_id, MAX_IDEMPOTENCY_KEY)
     idempotency_key = partner_id or "sha256:" + hashlib.sha256(body).hexdigest()
 
     event_type = _scalar(lookup(payload, envelope.type_path)) or envelope.default_type
@@ -94,7 +94,7 @@ def extract(
 
     key = _scalar(lookup(payload, envelope.key_path)) if envelope.key_path else None
     if key is not None:
-        _check_identifier("ordering key", key, MAX_KEY)
+        check_identifier("ordering key", key, MAX_KEY)
 
     data_node: object = payload
     if envelope.data_path:

@@ -1,1 +1,2 @@
-"""Partner kits' shared parts: OAuth connections, the token manager and the partner API client."""
+"""Partner kits: what Interlink knows of one partner (kits, normalizers, the normalization
+stage) and their shared parts (OAuth connections, the token manager, the partner API client)."""

@@ -1,0 +1,1 @@
+"""The event catalog: canonical event types with versioned JSON Schemas (``schemas/``)."""

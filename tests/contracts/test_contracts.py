@@ -1,0 +1,70 @@
+"""Contract tests of the partner kits: one folder per case, no code per case.
+
+``tests/contracts/<kit>/<case>/input.json`` is the partner's payload (``headers.json``, if
+present, the request headers); ``expected.json`` is either ``{"events": [...]}`` — the canonical
+events, in order, as ``type``, ``version``, ``key``, ``occurred_at`` (ISO 8601) and ``data`` — or
+``{"quarantine": {"stage": ..., "reason": ...}}``, where ``reason`` is a part of the reason given.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlink.api.schemas import iso
+from interlink.catalog.catalog import EventCatalog
+from interlink.partners.kit import KitRegistry
+from interlink.partners.normalizer import Inbound
+from interlink.partners.pipeline import Rejected, normalize
+
+HERE = Path(__file__).parent
+CASES = sorted(p.parent for p in HERE.glob("*/*/input.json"))
+KITS = KitRegistry.installed()
+CATALOG = EventCatalog.builtin()
+
+
+def outcome(case: Path) -> dict[str, Any]:
+    """What the kit makes of the case's input, in the shape of ``expected.json``."""
+    kit = KITS.get(case.parent.name)
+    assert kit is not None, f"{case.parent.name}: no such partner kit is installed"
+    headers_file = case / "headers.json"
+    headers = json.loads(headers_file.read_text()) if headers_file.exists() else {}
+    inbound = Inbound(json.loads((case / "input.json").read_text()), headers)
+    try:
+        events = normalize(kit, CATALOG, inbound)
+    except Rejected as exc:
+        return {"quarantine": {"stage": exc.stage.value, "reason": exc.reason}}
+    return {
+        "events": [
+            {
+                "type": e.type,
+                "version": e.version,
+                "key": e.key,
+                "occurred_at": iso(e.occurred_at),
+                "data": e.data,
+            }
+            for e in events
+        ]
+    }
+
+
+def test_every_reference_kit_has_cases_and_a_quarantined_one() -> None:
+    for kit in KITS.all():
+        cases = [c for c in CASES if c.parent.name == kit.name]
+        assert len(cases) >= 4, kit.name
+        assert any("quarantine" in json.loads((c / "expected.json").read_text()) for c in cases)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.name}" for c in CASES])
+def test_contract(case: Path) -> None:
+    expected = json.loads((case / "expected.json").read_text())
+    got = outcome(case)
+    if "quarantine" in expected:
+        assert "quarantine" in got, f"expected a quarantine, got {got}"
+        assert got["quarantine"]["stage"] == expected["quarantine"]["stage"], got
+        assert expected["quarantine"]["reason"] in got["quarantine"]["reason"], got
+    else:
+        assert got == expected
