@@ -26,6 +26,7 @@ import uvicorn
 
 from interlink.api.app import create_api
 from interlink.api.context import ApiContext
+from interlink.catalog.catalog import EventCatalog
 from interlink.clock import SYSTEM, Clock
 from interlink.config import STATE_DIR, Settings
 from interlink.delivery.dispatcher import Dispatcher
@@ -40,8 +41,10 @@ from interlink.ingress.group_commit import GroupCommit
 from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, MetricsEndpoint, StateCollector
 from interlink.observability.volume_monitor import VolumeMonitor
+from interlink.partners.kit import KitRegistry
 from interlink.partners.oauth import TokenEndpoint
 from interlink.partners.outbound import PartnerSession
+from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.routing.router import Router
 from interlink.storage import migrate
@@ -51,6 +54,7 @@ from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
+from interlink.storage.normalization import NormalizationStore
 from interlink.storage.ports import (
     DELIVERIES_CHANNEL,
     LOG_CHANNEL,
@@ -58,6 +62,7 @@ from interlink.storage.ports import (
     LogWriter,
     Settled,
 )
+from interlink.storage.quarantine import Quarantine
 from interlink.storage.secrets_box import SecretBox, secrets_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
@@ -178,12 +183,24 @@ class Interlink:
             on_settled=self._settled,
             clock=clock,
         )
+        self.kits = KitRegistry.installed()
+        self.catalog = EventCatalog.builtin()
+        self.quarantine = Quarantine(self.db)
+        self.normalization = Normalization(
+            NormalizationStore(self.db),
+            self.log_writer,
+            self.management,
+            self.kits,
+            self.catalog,
+            on_appended=lambda: self.router.wake(),  # canonical events to route
+        )
         self.router = Router(
             self.log_writer,
             self.management,
             self.queue,
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
+            normalize=self.normalization,
         )
         # OAuth connections to partner APIs: tokens refreshed in the background before expiry.
         self.partner_session = PartnerSession(self.outbound)
@@ -214,6 +231,10 @@ class Interlink:
                 jobs=self.jobs,
                 job_created=self.job_runner.wake,
                 tokens=self.tokens,
+                kits=self.kits,
+                catalog=self.catalog,
+                quarantine=self.quarantine,
+                normalization=self.normalization,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []

@@ -21,6 +21,7 @@ from interlink.api.configuration import (
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
+from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
@@ -93,6 +94,9 @@ def create_api(ctx: ApiContext) -> Litestar:
             DeliveryController,
             JobController,
             ConnectionController,
+            EventTypeController,
+            PartnerKitController,
+            QuarantineController,
             openapi,
             healthz,
             readyz,
@@ -106,7 +110,8 @@ def create_api(ctx: ApiContext) -> Litestar:
             title="Interlink",
             version=__version__,
             description="Management API: tenants, sources, endpoints, subscriptions, events, "
-            "deliveries, jobs, connections. Authenticate with 'Authorization: Bearer <api key>'.",
+            "deliveries, jobs, connections, event types, partner kits, quarantine. Authenticate "
+            "with 'Authorization: Bearer <api key>'.",
             path="/docs",
             render_plugins=[ScalarRenderPlugin()],
         ),

@@ -25,6 +25,7 @@ from interlink.api.schemas import (
     SourceCreated,
     SourceIn,
     SourceOut,
+    SourcePatch,
     SubscriptionIn,
     SubscriptionOut,
     TenantCreated,
@@ -42,6 +43,7 @@ from interlink.ingress.verifiers import (
     validate_config,
     validate_secret,
 )
+from interlink.partners.kit import PartnerKit
 
 
 class TenantController(Controller):
@@ -86,22 +88,29 @@ class SourceController(Controller):
     @post("/", summary="Create a source: one inbound URL with its verifier and secrets")
     async def create(self, data: SourceIn, principal: Principal, ctx: ApiContext) -> SourceCreated:
         tenant_id = require_tenant(principal)
+        kit = _kit(ctx, data.kit)
+        # What the source does not say, the partner's kit does.
+        verifier = data.verifier or (kit.verifier if kit else None) or "standard_webhooks"
+        verifier_config = data.verifier_config
+        if kit is not None and data.verifier is None and not verifier_config:
+            verifier_config = dict(kit.verifier_config)
         secrets = list(data.secrets)
         try:
-            if not secrets and get_scheme(data.verifier).validate_secret is not None:
-                secrets = [generate_secret(data.verifier)]
-            config = validate_config(data.verifier, data.verifier_config, secrets)
+            if not secrets and get_scheme(verifier).validate_secret is not None:
+                secrets = [generate_secret(verifier)]
+            config = validate_config(verifier, verifier_config, secrets)
         except ValueError as exc:
             raise ValidationException(str(exc)) from None
         source = await ctx.management.create_source(
             tenant_id,
             name=data.name,
-            verifier=data.verifier,
+            verifier=verifier,
             verifier_config=config,
             secrets=secrets,
-            envelope=data.envelope or Envelope(),
+            envelope=data.envelope or (kit.envelope if kit else None) or Envelope(),
             max_body_bytes=data.max_body_bytes or ctx.settings.ingest_max_body_bytes,
             tolerance_seconds=data.tolerance_seconds or ctx.settings.ingest_tolerance_seconds,
+            kit=kit.name if kit else None,
         )
         return SourceCreated(source=SourceOut.of(source, ctx.settings.public_url), secrets=secrets)
 
@@ -149,10 +158,34 @@ class SourceController(Controller):
         source = found(rotated, "source", source_id)
         return SecretAdded(source=SourceOut.of(source, ctx.settings.public_url), secret=secret)
 
+    @patch("/{source_id:str}", summary="Name the partner kit that normalizes a source's events")
+    async def update(
+        self, source_id: str, data: SourcePatch, principal: Principal, ctx: ApiContext
+    ) -> SourceOut:
+        kit = _kit(ctx, data.kit)
+        source = found(
+            await ctx.management.set_source_kit(
+                require_tenant(principal), source_id, kit.name if kit else None
+            ),
+            "source",
+            source_id,
+        )
+        return SourceOut.of(source, ctx.settings.public_url)
+
     @delete("/{source_id:str}", summary="Delete a source (its events are kept)")
     async def delete_(self, source_id: str, principal: Principal, ctx: ApiContext) -> None:
         if not await ctx.management.delete_source(require_tenant(principal), source_id):
             raise NotFoundException(f"no source '{source_id}'")
+
+
+def _kit(ctx: ApiContext, name: str | None) -> PartnerKit | None:
+    if name is None:
+        return None
+    kit = ctx.kits.get(name)
+    if kit is None:
+        installed = ", ".join(k.name for k in ctx.kits.all()) or "none"
+        raise ValidationException(f"kit: no partner kit '{name}' is installed ({installed})")
+    return kit
 
 
 def _check_endpoint_url(url: str, ctx: ApiContext) -> None:

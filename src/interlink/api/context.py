@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from interlink.catalog.catalog import EventCatalog
 from interlink.config import Settings
 from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.partners.kit import KitRegistry
+from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
+from interlink.storage.quarantine import Quarantine
 
 
 @dataclass(frozen=True)
@@ -24,5 +28,9 @@ class ApiContext:
     outbound: OutboundPolicy
     jobs: Jobs
     job_created: Callable[[], None]  # wakes the job runner
+    kits: KitRegistry
+    catalog: EventCatalog
+    quarantine: Quarantine
+    normalization: Normalization
     # OAuth connections to partner APIs (their repository is ``tokens.connections``).
     tokens: TokenManager | None = None

@@ -68,14 +68,23 @@ class ApiKeyCreated(msgspec.Struct):
 # sources -----------------------------------------------------------------------------------------
 
 
+KitName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
 class SourceIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    verifier: str = "standard_webhooks"
+    # Unset: the kit's scheme when a kit is named, standard_webhooks otherwise.
+    verifier: str | None = None
     verifier_config: dict[str, Any] = msgspec.field(default_factory=dict)
     secrets: list[str] = msgspec.field(default_factory=list)
     envelope: Envelope | None = None
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1, le=10 * 1024 * 1024)] | None = None
     tolerance_seconds: Annotated[int, msgspec.Meta(ge=1, le=24 * 3600)] | None = None
+    kit: KitName | None = None  # a partner kit normalizes the source's events
+
+
+class SourcePatch(msgspec.Struct, forbid_unknown_fields=True):
+    kit: KitName | None  # null: the source's events are routed as received
 
 
 class SourceOut(msgspec.Struct):
@@ -92,6 +101,7 @@ class SourceOut(msgspec.Struct):
     # secrets themselves are never shown again after they were created.
     secret_expires_at: list[str | None]
     created_at: str | None
+    kit: str | None
 
     @classmethod
     def of(cls, s: Source, base_url: str) -> SourceOut:
@@ -107,6 +117,7 @@ class SourceOut(msgspec.Struct):
             secret_count=len(s.secrets),
             secret_expires_at=[iso(secret.expires_at) for secret in s.secrets],
             created_at=iso(s.created_at),
+            kit=s.kit,
         )
 
 
@@ -261,6 +272,9 @@ class EventOut(msgspec.Struct):
     occurred_at: str | None
     data: msgspec.Raw
     headers: dict[str, str]
+    origin: str  # "partner" (as received) or "normalized" (by the source's partner kit)
+    derived_from: str | None  # the partner's event it was normalized from
+    version: int | None  # of its type's schema in the event catalog, when normalized
 
 
 class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):

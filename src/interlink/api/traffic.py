@@ -36,6 +36,9 @@ def _event_out(e: Event) -> EventOut:
         occurred_at=iso(e.occurred_at),
         data=msgspec.Raw(e.data),
         headers=e.headers,
+        origin=e.origin,
+        derived_from=e.derived_from,
+        version=e.schema_version,
     )
 
 

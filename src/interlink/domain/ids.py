@@ -17,6 +17,7 @@ PREFIXES = {
     "api_key": "key",
     "job": "job",
     "connection": "conn",
+    "quarantine": "qtn",
 }
 
 

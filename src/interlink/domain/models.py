@@ -57,6 +57,7 @@ class Source(msgspec.Struct, frozen=True):
     max_body_bytes: int
     tolerance_seconds: int
     created_at: float
+    kit: str | None = None  # the partner kit that normalizes this source's events
 
 
 class EndpointStatus(enum.StrEnum):
@@ -120,3 +121,6 @@ class Event(msgspec.Struct, frozen=True):
     headers: dict[str, str]
     seq: int = 0
     trace_context: str | None = None  # W3C traceparent of the request that brought it
+    origin: str = "partner"  # or "normalized": made by a partner kit from ``derived_from``
+    derived_from: str | None = None
+    schema_version: int | None = None  # of its type in the event catalog, when normalized

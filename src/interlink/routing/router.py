@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
@@ -17,7 +17,7 @@ from interlink.domain.ids import new_id
 from interlink.domain.models import Subscription
 from interlink.routing.matching import endpoints_for, index_by_tenant
 from interlink.storage.management import Management
-from interlink.storage.ports import CursorMoved, DeliveryQueue, LogWriter, NewDelivery
+from interlink.storage.ports import CursorMoved, DeliveryQueue, LogEntry, LogWriter, NewDelivery
 
 log = structlog.get_logger("interlink.router")
 
@@ -65,6 +65,7 @@ class Router:
         batch_size: int = 1000,
         poll_interval: float = 1.0,
         on_routed: Callable[[], None] | None = None,
+        normalize: Callable[[Sequence[LogEntry]], Awaitable[list[LogEntry]]] | None = None,
     ) -> None:
         self._events = events
         self._subscriptions = SubscriptionCache(management)
@@ -72,6 +73,7 @@ class Router:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._on_routed = on_routed
+        self._normalize = normalize
         self._wake = asyncio.Event()
         self._position = 0
 
@@ -83,10 +85,13 @@ class Router:
         batch = await self._events.read_after(self._position, self._batch_size)
         if not batch:
             return 0
-        subs = await self._subscriptions.for_tenants({e.tenant_id for e in batch})
+        # Events of sources with a partner kit are normalized first (partners/stage.py): their
+        # canonical events come later in the log; the partner's own are not routed.
+        routed = batch if self._normalize is None else await self._normalize(batch)
+        subs = await self._subscriptions.for_tenants({e.tenant_id for e in routed})
         new = [
             NewDelivery(new_id("delivery"), e.tenant_id, e.id, e.seq, endpoint_id, e.key)
-            for e in batch
+            for e in routed
             for endpoint_id in endpoints_for(e.type, e.tenant_id, subs.get(e.tenant_id, ()))
         ]
         try:

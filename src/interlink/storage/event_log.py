@@ -44,7 +44,7 @@ def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElemen
     return out
 
 
-def _event(row: Any) -> Event:
+def event_from_row(row: Any) -> Event:
     return Event(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -59,6 +59,9 @@ def _event(row: Any) -> Event:
         headers=dict(row.headers),
         seq=row.seq,
         trace_context=row.trace_context,
+        origin=row.origin,
+        derived_from=row.derived_from,
+        schema_version=row.schema_version,
     )
 
 
@@ -117,13 +120,13 @@ class EventLog:
         query = events.select().where(events.c.id == event_id, events.c.tenant_id == tenant_id)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _event(row)
+        return None if row is None else event_from_row(row)
 
     async def find(
         self, tenant_id: str, where: EventFilter, page: Page
     ) -> tuple[list[Event], str | None]:
         query = events.select().where(*event_conditions(tenant_id, where))
-        return await fetch_page(self.db, query, events.c.id, page, _event)
+        return await fetch_page(self.db, query, events.c.id, page, event_from_row)
 
     async def known(self, tenant_id: str, event_ids: Sequence[str]) -> set[str]:
         """Which of these ids are the tenant's events."""

@@ -79,6 +79,7 @@ def _source(row: Any) -> Source:
         max_body_bytes=row.max_body_bytes,
         tolerance_seconds=row.tolerance_seconds,
         created_at=row.created_at,
+        kit=row.kit,
     )
 
 
@@ -186,6 +187,7 @@ class Management:
         envelope: Envelope,
         max_body_bytes: int,
         tolerance_seconds: int,
+        kit: str | None = None,
     ) -> Source:
         source = Source(
             id=new_id("source"),
@@ -198,6 +200,7 @@ class Management:
             max_body_bytes=max_body_bytes,
             tolerance_seconds=tolerance_seconds,
             created_at=time.time(),
+            kit=kit,
         )
         values = msgspec.structs.asdict(source)
         values["envelope"] = msgspec.to_builtins(envelope)
@@ -250,6 +253,25 @@ class Management:
             )
         self.sources_version += 1
         return msgspec.structs.replace(source, secrets=secrets)
+
+    async def set_source_kit(
+        self, tenant_id: str, source_id: str, kit: str | None
+    ) -> Source | None:
+        """Names the partner kit that normalizes the source's events from now on (None: none)."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                sources.update()
+                .where(
+                    sources.c.id == source_id,
+                    sources.c.tenant_id == tenant_id,
+                    sources.c.deleted_at.is_(None),
+                )
+                .values(kit=kit)
+            )
+        self.sources_version += 1
+        if result.rowcount == 0:
+            return None
+        return await self.get_source(source_id, tenant_id)
 
     async def delete_source(self, tenant_id: str, source_id: str) -> bool:
         deleted = await self._soft_delete(sources, tenant_id, source_id)

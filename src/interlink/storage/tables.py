@@ -47,6 +47,7 @@ sources = sa.Table(
     sa.Column("tolerance_seconds", sa.Integer, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("deleted_at", Time),
+    sa.Column("kit", sa.String(100)),  # the partner kit that normalizes its events, if any
     sa.Index("ix_sources_tenant", "tenant_id", "id"),
 )
 
@@ -116,6 +117,11 @@ events = sa.Table(
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Column("headers", sa.JSON, nullable=False),
     sa.Column("trace_context", sa.String(100)),
+    # 'partner': as received; 'normalized': made by the source's partner kit from the event
+    # ``derived_from``, validated against version ``schema_version`` of its type.
+    sa.Column("origin", sa.String(16), nullable=False, server_default="partner"),
+    sa.Column("derived_from", sa.String(40)),
+    sa.Column("schema_version", sa.Integer),
     sa.UniqueConstraint("source_id", "idempotency_key", name="uq_events_source_idempotency"),
     sa.Index("ix_events_tenant_id", "tenant_id", "id"),
 )
@@ -259,4 +265,42 @@ connections = sa.Table(
     sa.Column("deleted_at", Time),
     sa.Index("ix_connections_tenant", "tenant_id", "id"),
     sa.Index("ix_connections_refresh_due", "refresh_due_at"),
+)
+
+# What could not be normalized, or would make an illegal transition: kept until reprocessed.
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),  # the partner's event, as received
+    sa.Column("event_index", sa.Integer),  # which of its canonical events; None: all of them
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("reason", sa.String(1000), nullable=False),
+    sa.Column("kit", sa.String(100)),
+    sa.Column("kit_version", sa.String(40)),
+    sa.Column("entity", sa.String(100)),
+    sa.Column("entity_key", sa.String(300)),
+    sa.Column("canonical", sa.JSON),  # the canonical event held back, when there is one
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("resolved_at", Time),
+    sa.Column("resolution", sa.String(20)),  # 'released' (by a later event) | 'reprocessed'
+    sa.Index("ix_quarantine_tenant", "tenant_id", "id"),
+    sa.Index("ix_quarantine_entity", "source_id", "entity", "entity_key"),
+    sa.Index("ix_quarantine_event", "event_id"),
+)
+
+# Where each entity a partner kit tracks (a booking, a payment) stands.
+entity_states = sa.Table(
+    "entity_states",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("entity", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(100), nullable=False),
+    sa.Column("ordinal", sa.Float(precision=53)),  # the order of the event that set the state
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
 )

@@ -1,0 +1,209 @@
+"""The normalization stage: between the log and routing, partner events become canonical ones.
+
+The router hands it each batch it read. An event of a source with a kit is normalized into
+canonical events, which are appended to the log (and routed when the router reaches them); the
+partner's event itself is never routed. What fails goes to the quarantine with its reason. All
+of a batch's appends, entity states, quarantine entries and the stage's own cursor are written
+in one transaction: after a crash the stage sees from its cursor what it has done already, and
+the canonical events' idempotency keys make a second append of one harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+import structlog
+
+from interlink.catalog.catalog import EventCatalog
+from interlink.domain.models import Event
+from interlink.partners.gate import Candidate, Gate, quarantine_entry
+from interlink.partners.kit import KitRegistry, PartnerKit
+from interlink.partners.normalizer import Inbound
+from interlink.partners.pipeline import Normalized, Rejected, Stage, normalize
+from interlink.storage.management import Management
+from interlink.storage.normalization import EntityRef, NormalizationStore, NormalizationWrite
+from interlink.storage.ports import LogEntry, LogWriter
+from interlink.storage.quarantine import QuarantineEntry
+
+log = structlog.get_logger("interlink.normalization")
+
+CURSOR = "normalizer"
+KITS_TTL = 2.0  # changes made through another process reach this one within this time
+
+
+class Reprocessed(msgspec.Struct, frozen=True):
+    entry: QuarantineEntry  # the entry, resolved
+    appended: list[str]  # ids of the canonical events now in the log
+    quarantined: list[QuarantineEntry]  # where it stopped again, if it did
+
+
+class Normalization:
+    def __init__(
+        self,
+        store: NormalizationStore,
+        events: LogWriter,
+        management: Management,
+        kits: KitRegistry,
+        catalog: EventCatalog,
+        *,
+        on_appended: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._management = management
+        self.kits = kits
+        self.catalog = catalog
+        self._on_appended = on_appended
+        self._position: int | None = None
+        self._kit_sources: dict[str, str] = {}
+        self._version = -1
+        self._expires = 0.0
+
+    async def _sources_with_kits(self) -> dict[str, str]:
+        now = time.monotonic()
+        if self._version != self._management.routing_version or now >= self._expires:
+            self._version = self._management.routing_version
+            self._kit_sources = await self._store.kit_sources()
+            self._expires = now + KITS_TTL
+        return self._kit_sources
+
+    async def __call__(self, batch: Sequence[LogEntry]) -> list[LogEntry]:
+        """The router's hook: normalizes what the batch holds and returns what is to be routed."""
+        if not batch:
+            return []
+        kit_of = await self._sources_with_kits()
+        if not kit_of:
+            return list(batch)
+        partner = await self._store.partner_events(batch[0].seq - 1, batch[-1].seq, list(kit_of))
+        if not partner:
+            return list(batch)
+        if self._position is None:
+            self._position = await self._events.position(CURSOR)
+        todo = [e for e in partner if e.seq > self._position]
+        if todo:
+            async with self._store.transaction() as tx:
+                appended = await self._normalize(tx, todo, kit_of)
+                await tx.move_cursor(CURSOR, batch[-1].seq)
+            self._position = batch[-1].seq
+            if appended and self._on_appended is not None:
+                self._on_appended()
+        skip = {e.seq for e in partner}
+        return [e for e in batch if e.seq not in skip]
+
+    async def _normalize(
+        self,
+        tx: NormalizationWrite,
+        raws: Sequence[Event],
+        kit_of: dict[str, str],
+        *,
+        only_index: int | None = None,
+    ) -> list[str]:
+        """Normalizes, gates and writes; returns the ids of the canonical events appended."""
+        offered: list[tuple[PartnerKit, Candidate]] = []
+        rejected: list[QuarantineEntry] = []
+        for raw in raws:
+            kit_name = kit_of.get(raw.source_id)
+            kit = self.kits.get(kit_name) if kit_name else None
+            try:
+                if kit_name is None:
+                    raise Rejected(Stage.KIT, "the source names no partner kit any more")
+                if kit is None:
+                    raise Rejected(Stage.KIT, f"no partner kit '{kit_name}' is installed")
+                made = self._run(kit, raw)
+            except Rejected as exc:
+                rejected.append(quarantine_entry(raw, exc.stage, exc.reason, kit, kit_name))
+                log.info(
+                    "normalization.quarantined",
+                    tenant_id=raw.tenant_id,
+                    source_id=raw.source_id,
+                    event_id=raw.id,
+                    stage=exc.stage.value,
+                )
+                continue
+            for index, event in enumerate(made):
+                if only_index is None or index == only_index:
+                    offered.append((kit, _candidate(raw, index, event)))
+        offered = await self._not_in_log(tx, offered)
+        refs = [ref for kit, c in offered if (ref := _ref(kit, c)) is not None]
+        gate = Gate(await tx.states(refs), await tx.held(refs))
+        for kit, candidate in offered:
+            gate.offer(kit, candidate)
+        plan = gate.plan
+        await tx.append(plan.appends)
+        await tx.put_states(list(plan.states.values()))
+        await tx.quarantine([*rejected, *plan.quarantined])
+        await tx.resolve(plan.released, "released")
+        return [e.id for e in plan.appends]
+
+    def _run(self, kit: PartnerKit, raw: Event) -> list[Normalized]:
+        try:
+            payload = msgspec.json.decode(raw.raw)
+        except msgspec.DecodeError as exc:  # ingest accepts JSON only; kept for the record
+            raise Rejected(Stage.INBOUND, f"the body is not JSON: {exc}") from None
+        return normalize(kit, self.catalog, Inbound(payload, raw.headers, raw.received_at))
+
+    async def _not_in_log(
+        self, tx: NormalizationWrite, offered: list[tuple[PartnerKit, Candidate]]
+    ) -> list[tuple[PartnerKit, Candidate]]:
+        """Leaves out canonical events already appended (reprocessing part of an event)."""
+        by_source: dict[str, list[str]] = {}
+        for _, c in offered:
+            by_source.setdefault(c.source_id, []).append(c.idempotency_key)
+        there: set[tuple[str, str]] = set()
+        for source_id, keys in by_source.items():
+            there |= {(source_id, k) for k in await tx.existing(source_id, keys)}
+        return [(k, c) for k, c in offered if (c.source_id, c.idempotency_key) not in there]
+
+    async def reprocess(self, tenant_id: str, entry_id: str) -> Reprocessed | None:
+        """Runs a quarantined event through the source's kit as it is now (after a fix)."""
+        raw: Event | None = None
+        async with self._store.transaction() as tx:
+            entry = await tx.entry(tenant_id, entry_id)
+            if entry is None:
+                return None
+            if entry.resolved_at is not None:
+                raise AlreadyResolved(f"quarantine entry '{entry_id}' is resolved already")
+            raw = await tx.event(tenant_id, entry.event_id)
+            if raw is None:
+                return None
+            await tx.resolve([entry.id], "reprocessed")
+            kit_of = await tx.kits_of([raw.source_id])
+            before = {e.id for e in await tx.entries_of(raw.id)}
+            appended = await self._normalize(tx, [raw], kit_of, only_index=entry.event_index)
+            again = [e for e in await tx.entries_of(raw.id) if e.id not in before]
+        if appended and self._on_appended is not None:
+            self._on_appended()
+        resolved = msgspec.structs.replace(entry, resolved_at=time.time(), resolution="reprocessed")
+        return Reprocessed(resolved, appended, again)
+
+
+class AlreadyResolved(Exception):
+    pass
+
+
+def _candidate(raw: Event, index: int, event: Normalized) -> Candidate:
+    return Candidate(
+        tenant_id=raw.tenant_id,
+        source_id=raw.source_id,
+        raw_id=raw.id,
+        index=index,
+        event=Normalized(
+            event.type,
+            event.version,
+            event.key,
+            # A canonical event happened when the partner says; failing that, when it came.
+            next(t for t in (event.occurred_at, raw.occurred_at, raw.received_at) if t is not None),
+            event.data,
+        ),
+        received_at=raw.received_at,
+        trace_context=raw.trace_context,
+    )
+
+
+def _ref(kit: PartnerKit, candidate: Candidate) -> EntityRef | None:
+    found = kit.entity_for(candidate.event.type)
+    if found is None or candidate.event.key is None:
+        return None
+    return EntityRef(candidate.source_id, found[0], candidate.event.key)

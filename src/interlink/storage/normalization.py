@@ -1,0 +1,207 @@
+"""The normalization stage's storage: which sources have a kit, their partner events, and one
+transaction that appends canonical events, moves entity states, writes the quarantine and the
+stage's cursor together — so a crash neither loses nor doubles any of it."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from interlink.domain.models import Event
+from interlink.storage.database import Database
+from interlink.storage.event_log import event_from_row
+from interlink.storage.quarantine import QuarantineEntry, entry, entry_row
+from interlink.storage.rows import event_row
+from interlink.storage.tables import cursors, entity_states, events, quarantine, sources
+
+
+class EntityRef(NamedTuple):
+    source_id: str
+    entity: str
+    key: str
+
+
+class EntityState(msgspec.Struct, frozen=True):
+    ref: EntityRef
+    tenant_id: str
+    state: str
+    ordinal: float | None
+    event_id: str
+
+
+class NormalizationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._dialect: Any = sqlite if db.is_sqlite else postgresql
+
+    async def kit_sources(self) -> dict[str, str]:
+        """Source id → kit name, deleted sources included: their backlog is still theirs."""
+        query = sa.select(sources.c.id, sources.c.kit).where(sources.c.kit.is_not(None))
+        async with self.db.read() as conn:
+            return {r.id: r.kit for r in await conn.execute(query)}
+
+    async def partner_events(self, after: int, upto: int, source_ids: Sequence[str]) -> list[Event]:
+        """The events as received (not normalized ones) of these sources in (after, upto]."""
+        query = (
+            events.select()
+            .where(
+                events.c.seq > after,
+                events.c.seq <= upto,
+                events.c.source_id.in_(list(source_ids)),
+                events.c.derived_from.is_(None),
+            )
+            .order_by(events.c.seq)
+        )
+        async with self.db.read() as conn:
+            return [event_from_row(r) for r in await conn.execute(query)]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[NormalizationWrite]:
+        async with self.db.write() as conn:
+            yield NormalizationWrite(conn, self._dialect, lock=not self.db.is_sqlite)
+
+
+class NormalizationWrite:
+    """One transaction of the stage: what it reads here, it reads under the write lock."""
+
+    def __init__(self, conn: AsyncConnection, dialect: Any, *, lock: bool) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._lock = lock  # PostgreSQL: rows read to be changed are locked (FOR UPDATE)
+
+    def _locked(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        return query.with_for_update() if self._lock else query
+
+    async def entry(self, tenant_id: str, entry_id: str) -> QuarantineEntry | None:
+        query = quarantine.select().where(
+            quarantine.c.id == entry_id, quarantine.c.tenant_id == tenant_id
+        )
+        row = (await self._conn.execute(self._locked(query))).first()
+        return None if row is None else entry(row)
+
+    async def event(self, tenant_id: str, event_id: str) -> Event | None:
+        query = events.select().where(events.c.id == event_id, events.c.tenant_id == tenant_id)
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else event_from_row(row)
+
+    async def kits_of(self, source_ids: Sequence[str]) -> dict[str, str]:
+        query = sa.select(sources.c.id, sources.c.kit).where(
+            sources.c.id.in_(list(source_ids)), sources.c.kit.is_not(None)
+        )
+        return {r.id: r.kit for r in await self._conn.execute(query)}
+
+    async def entries_of(self, event_id: str) -> list[QuarantineEntry]:
+        query = quarantine.select().where(quarantine.c.event_id == event_id)
+        return [entry(r) for r in await self._conn.execute(query)]
+
+    async def states(self, refs: Iterable[EntityRef]) -> dict[EntityRef, EntityState]:
+        wanted = list(set(refs))
+        if not wanted:
+            return {}
+        key = sa.tuple_(entity_states.c.source_id, entity_states.c.entity, entity_states.c.key)
+        query = entity_states.select().where(key.in_(wanted))
+        out = {}
+        for r in await self._conn.execute(self._locked(query)):
+            ref = EntityRef(r.source_id, r.entity, r.key)
+            out[ref] = EntityState(ref, r.tenant_id, r.state, r.ordinal, r.event_id)
+        return out
+
+    async def held(self, refs: Iterable[EntityRef]) -> list[QuarantineEntry]:
+        """Open held entries of these entities, oldest first."""
+        wanted = list(set(refs))
+        if not wanted:
+            return []
+        key = sa.tuple_(quarantine.c.source_id, quarantine.c.entity, quarantine.c.entity_key)
+        query = (
+            quarantine.select()
+            .where(
+                key.in_(wanted),
+                quarantine.c.stage == "held",
+                quarantine.c.resolved_at.is_(None),
+            )
+            .order_by(quarantine.c.id)
+        )
+        return [entry(r) for r in await self._conn.execute(self._locked(query))]
+
+    async def existing(self, source_id: str, idempotency_keys: Sequence[str]) -> set[str]:
+        if not idempotency_keys:
+            return set()
+        query = sa.select(events.c.idempotency_key).where(
+            events.c.source_id == source_id, events.c.idempotency_key.in_(list(idempotency_keys))
+        )
+        return {r.idempotency_key for r in await self._conn.execute(query)}
+
+    async def append(self, batch: Sequence[Event]) -> None:
+        """Appends canonical events; one already there (same source and key) is left as it is."""
+        if not batch:
+            return
+        rows = [
+            event_row(e)
+            | {
+                "origin": e.origin,
+                "derived_from": e.derived_from,
+                "schema_version": e.schema_version,
+            }
+            for e in batch
+        ]
+        insert = self._dialect.insert(events).on_conflict_do_nothing(
+            index_elements=["source_id", "idempotency_key"]
+        )
+        await self._conn.execute(insert, rows)
+
+    async def put_states(self, states: Sequence[EntityState]) -> None:
+        if not states:
+            return
+        now = time.time()
+        insert = self._dialect.insert(entity_states)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["source_id", "entity", "key"],
+            set_={
+                "state": insert.excluded.state,
+                "ordinal": insert.excluded.ordinal,
+                "event_id": insert.excluded.event_id,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
+        await self._conn.execute(
+            upsert,
+            [
+                {
+                    "source_id": s.ref.source_id,
+                    "entity": s.ref.entity,
+                    "key": s.ref.key,
+                    "tenant_id": s.tenant_id,
+                    "state": s.state,
+                    "ordinal": s.ordinal,
+                    "event_id": s.event_id,
+                    "updated_at": now,
+                }
+                for s in states
+            ],
+        )
+
+    async def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
+        if entries:
+            await self._conn.execute(quarantine.insert(), [entry_row(e) for e in entries])
+
+    async def resolve(self, entry_ids: Sequence[str], resolution: str) -> None:
+        if not entry_ids:
+            return
+        await self._conn.execute(
+            quarantine.update()
+            .where(quarantine.c.id.in_(list(entry_ids)), quarantine.c.resolved_at.is_(None))
+            .values(resolved_at=time.time(), resolution=resolution)
+        )
+
+    async def move_cursor(self, name: str, position: int) -> None:
+        upsert = self._dialect.insert(cursors).values(name=name, position=position)
+        await self._conn.execute(
+            upsert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
+        )
