@@ -16,7 +16,7 @@ import pytest
 
 from interlink.api.schemas import iso
 from interlink.catalog.catalog import EventCatalog
-from interlink.partners.kit import KitRegistry
+from interlink.partners.kit import KitRegistry, PartnerKit
 from interlink.partners.normalizer import Inbound
 from interlink.partners.pipeline import Rejected, normalize
 
@@ -32,7 +32,10 @@ def outcome(case: Path) -> dict[str, Any]:
     assert kit is not None, f"{case.parent.name}: no such partner kit is installed"
     headers_file = case / "headers.json"
     headers = json.loads(headers_file.read_text()) if headers_file.exists() else {}
-    inbound = Inbound(json.loads((case / "input.json").read_text()), headers)
+    return outcome_of(kit, Inbound(json.loads((case / "input.json").read_text()), headers))
+
+
+def outcome_of(kit: PartnerKit, inbound: Inbound) -> dict[str, Any]:
     try:
         events = normalize(kit, CATALOG, inbound)
     except Rejected as exc:

@@ -47,11 +47,8 @@ class Machine(msgspec.Struct, frozen=True):
 
     @property
     def states(self) -> frozenset[str]:
-        return (
-            self.initial
-            | frozenset(self.transitions)
-            | frozenset().union(*self.transitions.values())
-        )
+        """The declared states: the initial ones and those with transitions (maybe none)."""
+        return self.initial | frozenset(self.transitions)
 
 
 class Current(msgspec.Struct, frozen=True):
