@@ -11,10 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
-from tests.integration.conftest import Harness, eventually, signed
+import pytest
+from tests.integration.conftest import Harness, eventually, settings_for, signed
+from tests.partner_plugin import EXAMPLE, install_example_kit
 
 from interlink import partners
+from interlink.app import Interlink
 from interlink.ingress.verifiers.hmac_scheme import sign_hmac
 from interlink.partners import mapping
 from interlink.partners.kit import KitRegistry
@@ -338,3 +342,35 @@ def test_held_entries_round_trip() -> None:
     c = Candidate("t", "s", "evt_1", 2, Normalized("booking.created", 1, "k", 1.5, {"a": 1}), 2.0)
     entry = quarantine_entry(c, Stage.HELD, "why", None, "kit", entity="booking")
     assert held_candidate(msgspec.convert(msgspec.to_builtins(entry), type(entry))) == c
+
+
+async def test_a_kit_from_its_own_package_works_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver_factory: Any
+) -> None:
+    """Onboarding the documented example partner: a package with a mapping file, no core change."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(install_example_kit(tmp_path / "site")))
+    system = Interlink(settings_for(tmp_path))
+    await system.start()
+    try:
+        transport = httpx.ASGITransport(app=system)
+        async with httpx.AsyncClient(transport=transport, base_url="http://interlink") as client:
+            h = Harness(system, client)
+            key = await h.tenant()
+            receiver = await receiver_factory()
+            source = await wire(h, key, receiver, "harbor_pms", "booking.*")
+            assert source["source"]["verifier"] == "hmac"
+            body = (EXAMPLE / "sample.json").read_bytes()
+            signature = sign_hmac(source["secrets"][0], body, source["source"]["verifier_config"])
+            r = await client.post(
+                f"/in/{source['source']['id']}",
+                content=body,
+                headers={"x-harbor-signature": signature},
+            )
+            assert r.status_code == 202, r.text
+            await eventually(lambda: len(receiver.received) == 1)
+            (want,) = json.loads((EXAMPLE / "expected.json").read_text())["events"]
+            assert receiver.received[0][1]["type"] == want["type"]
+            assert receiver.received[0][1]["data"] == want["data"]
+    finally:
+        await system.stop()
