@@ -34,6 +34,9 @@ tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (admin key).")
 deliveries_app = typer.Typer(no_args_is_help=True, help="Deliveries: what went out, dead ones.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Bulk redrive and replay, tracked and paced.")
 connections_app = typer.Typer(no_args_is_help=True, help="OAuth connections to partner APIs.")
+quarantine_app = typer.Typer(
+    no_args_is_help=True, help="Partner events that could not be normalized, or were held back."
+)
 app.add_typer(sources_app, name="sources")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(subs_app, name="subscriptions")
@@ -42,6 +45,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(connections_app, name="connections")
+app.add_typer(quarantine_app, name="quarantine")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file")]
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on")]
@@ -173,14 +177,25 @@ def tenants_create(name: str, config: ConfigOpt = None) -> None:
 def sources_create(
     name: str,
     verifier: Annotated[
-        str, typer.Option(help="standard_webhooks | stripe | github | shopify | hmac | none")
-    ] = "standard_webhooks",
+        str | None,
+        typer.Option(
+            help="standard_webhooks | stripe | github | shopify | hmac | none"
+            " (default: the kit's, or standard_webhooks)"
+        ),
+    ] = None,
     secret: Annotated[list[str] | None, typer.Option(help="Secret(s); generated if none")] = None,
+    kit: Annotated[
+        str | None, typer.Option(help="Partner kit that normalizes its events, e.g. pms_alpha")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a source; prints its ingest URL and secret (shown this once)."""
     with _client(config) as c:
-        body = {"name": name, "verifier": verifier, "secrets": secret or []}
+        body: dict[str, Any] = {"name": name, "secrets": secret or []}
+        if verifier:
+            body["verifier"] = verifier
+        if kit:
+            body["kit"] = kit
         _print(_call(c, "POST", "/api/v1/sources", json=body))
 
 
@@ -204,6 +219,38 @@ def sources_rotate_secret(
         body["expire_current_in_seconds"] = expire_current_in
     with _client(config) as c:
         _print(_call(c, "POST", f"/api/v1/sources/{source_id}/secrets", json=body))
+
+
+@sources_app.command("set-kit")
+def sources_set_kit(
+    source_id: str,
+    kit: Annotated[str, typer.Argument(help="A partner kit's name, or 'none'")],
+    config: ConfigOpt = None,
+) -> None:
+    """Name the partner kit that normalizes a source's events from now on."""
+    with _client(config) as c:
+        body = {"kit": None if kit == "none" else kit}
+        _print(_call(c, "PATCH", f"/api/v1/sources/{quote(source_id, safe='')}", json=body))
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    status: Annotated[str | None, typer.Option(help="open | resolved")] = "open",
+    stage: Annotated[str | None, typer.Option(help="e.g. mapping, schema, held")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List quarantine entries, newest first, with their reasons."""
+    params = {k: v for k, v in {"status": status, "stage": stage}.items() if v}
+    with _client(config) as c:
+        _print(_call(c, "GET", "/api/v1/quarantine", params=params)["data"])
+
+
+@quarantine_app.command("reprocess")
+def quarantine_reprocess(entry_id: str, config: ConfigOpt = None) -> None:
+    """Normalize a quarantined event again with its source's kit as it is now."""
+    with _client(config) as c:
+        path = f"/api/v1/quarantine/{quote(entry_id, safe='')}/reprocess"
+        _print(_call(c, "POST", path))
 
 
 @sources_app.command("list")
