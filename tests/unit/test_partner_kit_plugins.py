@@ -43,3 +43,14 @@ def test_a_broken_plugin_is_left_out_and_the_others_load(tmp_path: Path) -> None
 class _Nothing:
     def normalize(self, inbound: Inbound) -> list[Canonical]:
         return []
+
+
+class _Broken:
+    def normalize(self, inbound: Inbound) -> list[Canonical]:
+        raise KeyError("booking")
+
+
+def test_a_python_normalizer_that_fails_is_quarantined_not_fatal() -> None:
+    kit = PartnerKit(name="buggy", version="1", normalizer=_Broken())
+    rejected = outcome_of(kit, Inbound({"any": "thing"}))["quarantine"]
+    assert rejected == {"stage": "mapping", "reason": "the normalizer failed: KeyError: 'booking'"}

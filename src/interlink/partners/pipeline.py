@@ -60,6 +60,10 @@ def normalize(kit: PartnerKit, catalog: EventCatalog, inbound: Inbound) -> list[
         events = kit.normalizer.normalize(inbound)
     except MappingError as exc:
         raise Rejected(Stage.MAPPING, str(exc)) from None
+    except Exception as exc:  # a kit's own code: its bug must not stall the log behind it
+        raise Rejected(
+            Stage.MAPPING, f"the normalizer failed: {type(exc).__name__}: {exc}"
+        ) from None
     out = []
     for index, event in enumerate(events):
         where = f"event #{index} ({event.type})"
