@@ -189,7 +189,6 @@ class Interlink:
         self.normalization = Normalization(
             NormalizationStore(self.db),
             self.log_writer,
-            self.management,
             self.kits,
             self.catalog,
             on_appended=lambda: self.router.wake(),  # canonical events to route

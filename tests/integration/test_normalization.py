@@ -278,7 +278,6 @@ async def test_a_second_pass_over_the_log_neither_loses_nor_doubles(
     fresh = Normalization(
         NormalizationStore(system.db),
         system.log_writer,
-        system.management,
         KitRegistry.installed(),
         system.catalog,
     )
@@ -290,7 +289,6 @@ async def test_a_second_pass_over_the_log_neither_loses_nor_doubles(
     fresh = Normalization(
         NormalizationStore(system.db),
         system.log_writer,
-        system.management,
         KitRegistry.installed(),
         system.catalog,
     )

@@ -22,7 +22,6 @@ from interlink.partners.gate import Candidate, Gate, quarantine_entry
 from interlink.partners.kit import KitRegistry, PartnerKit
 from interlink.partners.normalizer import Inbound
 from interlink.partners.pipeline import Normalized, Rejected, Stage, normalize
-from interlink.storage.management import Management
 from interlink.storage.normalization import EntityRef, NormalizationStore, NormalizationWrite
 from interlink.storage.ports import LogEntry, LogWriter
 from interlink.storage.quarantine import QuarantineEntry
@@ -30,7 +29,6 @@ from interlink.storage.quarantine import QuarantineEntry
 log = structlog.get_logger("interlink.normalization")
 
 CURSOR = "normalizer"
-KITS_TTL = 2.0  # changes made through another process reach this one within this time
 
 
 class Reprocessed(msgspec.Struct, frozen=True):
@@ -44,7 +42,6 @@ class Normalization:
         self,
         store: NormalizationStore,
         events: LogWriter,
-        management: Management,
         kits: KitRegistry,
         catalog: EventCatalog,
         *,
@@ -52,35 +49,24 @@ class Normalization:
     ) -> None:
         self._store = store
         self._events = events
-        self._management = management
         self.kits = kits
         self.catalog = catalog
         self._on_appended = on_appended
         self._position: int | None = None
-        self._kit_sources: dict[str, str] = {}
-        self._version = -1
-        self._expires = 0.0
-
-    async def _sources_with_kits(self) -> dict[str, str]:
-        now = time.monotonic()
-        if self._version != self._management.routing_version or now >= self._expires:
-            self._version = self._management.routing_version
-            self._kit_sources = await self._store.kit_sources()
-            self._expires = now + KITS_TTL
-        return self._kit_sources
 
     async def __call__(self, batch: Sequence[LogEntry]) -> list[LogEntry]:
         """The router's hook: normalizes what the batch holds and returns what is to be routed."""
         if not batch:
             return []
-        kit_of = await self._sources_with_kits()
-        if not kit_of:
-            return list(batch)
-        partner = await self._store.partner_events(batch[0].seq - 1, batch[-1].seq, list(kit_of))
-        if not partner:
+        # One query per batch, not a cache: whether a source has a kit is read with the batch,
+        # so no event of a kit's source is ever routed as received.
+        found = await self._store.partner_events(batch[0].seq - 1, batch[-1].seq)
+        if not found:
             return list(batch)
         if self._position is None:
             self._position = await self._events.position(CURSOR)
+        partner = [e for e, _ in found]
+        kit_of = {e.source_id: kit for e, kit in found}
         todo = [e for e in partner if e.seq > self._position]
         if todo:
             async with self._store.transaction() as tx:

@@ -41,26 +41,22 @@ class NormalizationStore:
         self.db = db
         self._dialect: Any = sqlite if db.is_sqlite else postgresql
 
-    async def kit_sources(self) -> dict[str, str]:
-        """Source id → kit name, deleted sources included: their backlog is still theirs."""
-        query = sa.select(sources.c.id, sources.c.kit).where(sources.c.kit.is_not(None))
-        async with self.db.read() as conn:
-            return {r.id: r.kit for r in await conn.execute(query)}
-
-    async def partner_events(self, after: int, upto: int, source_ids: Sequence[str]) -> list[Event]:
-        """The events as received (not normalized ones) of these sources in (after, upto]."""
+    async def partner_events(self, after: int, upto: int) -> list[tuple[Event, str]]:
+        """The events as received (not normalized ones) in (after, upto] of sources that name a
+        kit now — deleted sources included: their backlog is still theirs — with the kit."""
         query = (
-            events.select()
+            sa.select(events, sources.c.kit.label("source_kit"))
+            .join(sources, sources.c.id == events.c.source_id)
             .where(
                 events.c.seq > after,
                 events.c.seq <= upto,
-                events.c.source_id.in_(list(source_ids)),
+                sources.c.kit.is_not(None),
                 events.c.derived_from.is_(None),
             )
             .order_by(events.c.seq)
         )
         async with self.db.read() as conn:
-            return [event_from_row(r) for r in await conn.execute(query)]
+            return [(event_from_row(r), r.source_kit) for r in await conn.execute(query)]
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[NormalizationWrite]:
