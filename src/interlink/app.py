@@ -187,7 +187,7 @@ class Interlink:
         self.catalog = EventCatalog.builtin()
         self.quarantine = Quarantine(self.db)
         self.normalization = Normalization(
-            NormalizationStore(self.db),
+            NormalizationStore(self.db, self._driver),
             self.log_writer,
             self.kits,
             self.catalog,

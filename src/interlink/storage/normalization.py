@@ -19,6 +19,8 @@ from interlink.storage.database import Database
 from interlink.storage.event_log import event_from_row
 from interlink.storage.quarantine import QuarantineEntry, entry, entry_row
 from interlink.storage.rows import event_row
+from interlink.storage.sqlite.driver import SqliteDriver
+from interlink.storage.sqlite.partner_events import partner_events as sqlite_partner_events
 from interlink.storage.tables import cursors, entity_states, events, quarantine, sources
 
 
@@ -37,13 +39,16 @@ class EntityState(msgspec.Struct, frozen=True):
 
 
 class NormalizationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, driver: SqliteDriver | None = None) -> None:
         self.db = db
+        self._driver = driver
         self._dialect: Any = sqlite if db.is_sqlite else postgresql
 
     async def partner_events(self, after: int, upto: int) -> list[tuple[Event, str]]:
         """The events as received (not normalized ones) in (after, upto] of sources that name a
         kit now — deleted sources included: their backlog is still theirs — with the kit."""
+        if self._driver is not None:
+            return await sqlite_partner_events(self._driver, after, upto)
         query = (
             sa.select(events, sources.c.kit.label("source_kit"))
             .join(sources, sources.c.id == events.c.source_id)
