@@ -169,6 +169,9 @@ async def test_another_tenants_quarantine_is_not_found(
     await eventually(listed)
     (entry,) = await quarantined(harness, key)
     assert (await quarantined(harness, other)) == []
+    metrics = (await harness.client.get("/metrics")).text
+    gauge = f'interlink_quarantine_open{{source_id="{source["source"]["id"]}",stage="mapping"}} 1.0'
+    assert gauge in metrics
     for method, path in [
         ("GET", f"/api/v1/quarantine/{entry['id']}"),
         ("POST", f"/api/v1/quarantine/{entry['id']}/reprocess"),

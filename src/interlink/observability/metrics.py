@@ -42,7 +42,7 @@ from interlink.domain.delivery import AttemptOutcome, DeliveryStatus
 from interlink.domain.models import EndpointStatus
 from interlink.storage.database import Database
 from interlink.storage.ports import DUE_STATUSES, Settled
-from interlink.storage.tables import cursors, deliveries, endpoints, events, sources
+from interlink.storage.tables import cursors, deliveries, endpoints, events, quarantine, sources
 
 log = structlog.get_logger("interlink.metrics")
 
@@ -299,6 +299,7 @@ class StateSnapshot(msgspec.Struct, frozen=True):
     sources: dict[str, tuple[str, str]]  # source_id -> (tenant_id, name)
     log_head: int
     router_position: int
+    quarantine: dict[tuple[str, str], int] = msgspec.field(default_factory=dict)  # open entries
 
 
 def _per_endpoint(*where: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
@@ -334,6 +335,11 @@ _SOURCES = sa.select(sources.c.id, sources.c.tenant_id, sources.c.name).where(
 )
 _LOG_HEAD = sa.select(sa.func.max(events.c.seq))  # the primary key: one probe
 _ROUTER = sa.select(cursors.c.position).where(cursors.c.name == "router")
+_QUARANTINE = (
+    sa.select(quarantine.c.source_id, quarantine.c.stage, sa.func.count().label("n"))
+    .where(quarantine.c.resolved_at.is_(None))
+    .group_by(quarantine.c.source_id, quarantine.c.stage)
+)
 
 
 async def read_state(db: Database, now: float | None = None) -> StateSnapshot:
@@ -347,6 +353,7 @@ async def read_state(db: Database, now: float | None = None) -> StateSnapshot:
         source_rows = (await conn.execute(_SOURCES)).all()
         head = (await conn.execute(_LOG_HEAD)).scalar()
         position = (await conn.execute(_ROUTER)).scalar()
+        quarantined = (await conn.execute(_QUARANTINE)).all()
     backlog: dict[tuple[str, str], int] = {}
     oldest: dict[str, float] = {}
     for r in endpoint_rows:
@@ -364,6 +371,7 @@ async def read_state(db: Database, now: float | None = None) -> StateSnapshot:
         sources={r.id: (r.tenant_id, r.name) for r in source_rows},
         log_head=int(head or 0),
         router_position=int(position or 0),
+        quarantine={(r.source_id, r.stage): int(r.n) for r in quarantined},
     )
 
 
@@ -440,7 +448,15 @@ class StateCollector(Collector):
             "interlink_router_lag_events",
             "Events in the log the router has not routed yet (log head seq - router cursor).",
         )
+        quarantined = GaugeMetricFamily(
+            "interlink_quarantine_open",
+            "Partner events (or their canonical events) kept in the quarantine, not resolved yet, "
+            "by source and stage (mapping, schema, held…).",
+            labels=["source_id", "stage"],
+        )
         if s is not None:
+            for (source_id, stage), n in sorted(s.quarantine.items()):
+                quarantined.add_metric([source_id, stage], n)
             for endpoint_id in sorted(s.endpoints):
                 for st in DUE_STATUSES:
                     backlog.add_metric([endpoint_id, st], s.backlog.get((endpoint_id, st), 0))
@@ -455,7 +471,16 @@ class StateCollector(Collector):
             for source_id, (tenant_id, name) in sorted(s.sources.items()):
                 source_info.add_metric([source_id, tenant_id, name], 1)
             router_lag.add_metric([], max(0, s.log_head - s.router_position))
-        yield from (backlog, oldest, dead, status, endpoint_info, source_info, router_lag)
+        yield from (
+            backlog,
+            oldest,
+            dead,
+            status,
+            endpoint_info,
+            source_info,
+            router_lag,
+            quarantined,
+        )
 
 
 # GET /metrics ---------------------------------------------------------------------------------
