@@ -487,6 +487,15 @@ def format_timeline(timeline: dict[str, Any]) -> list[str]:
             what = f"{step['type']} from {source}, verified by {how}"
             if step.get("trace_id"):
                 what += f"  trace {step['trace_id']}"
+            if step.get("derived_from"):
+                what += f", normalized from {step['derived_from']}"
+        elif kind == "normalized":
+            what = f"-> {step['event_id']} {step['type']} key={step['key'] or '-'}"
+        elif kind == "quarantined":
+            what = f"{step['entry_id']} {step['stage']}: {step['reason']}"
+            if step["resolution"]:
+                what += f" ({step['resolution']} at {step['resolved_at']})"
+            kind = "quarantine"
         elif kind == "routed":
             where = f" {step['endpoint_url']}" if step["endpoint_url"] else ""
             what = f"{step['delivery_id']} -> {step['endpoint_id']}{where}"

@@ -191,7 +191,7 @@ async def test_held_transition_is_released_by_the_event_that_makes_it_legal(
     receiver = await receiver_factory()
     source = await wire(harness, key, receiver, "pms_alpha", "booking.*")
     # The cancellation overtakes the booking it cancels: held, not delivered.
-    await send(harness, source, "a-3", fixture("pms_alpha", "reservation_cancelled"))
+    cancel_id = await send(harness, source, "a-3", fixture("pms_alpha", "reservation_cancelled"))
 
     async def held() -> bool:
         return len(await quarantined(harness, key, stage="held", status="open")) == 1
@@ -208,6 +208,17 @@ async def test_held_transition_is_released_by_the_event_that_makes_it_legal(
     assert [p["type"] for _, p in receiver.received] == ["booking.created", "booking.cancelled"]
     (released,) = await quarantined(harness, key, stage="held")
     assert released["resolution"] == "released" and released["resolved_at"] is not None
+    # The partner's event's timeline tells the story: held, released, made into which event.
+    steps = (await harness.get(key, f"/api/v1/events/{cancel_id}/timeline")).json()["steps"]
+    assert [s["step"] for s in steps[:1]] == ["received"]
+    kinds = {s["step"]: s for s in steps}
+    assert kinds["quarantined"]["stage"] == "held"
+    assert kinds["quarantined"]["resolution"] == "released"
+    assert kinds["normalized"]["type"] == "booking.cancelled"
+    assert "routed" not in kinds  # the partner's own event goes nowhere
+    made = kinds["normalized"]["event_id"]
+    steps = (await harness.get(key, f"/api/v1/events/{made}/timeline")).json()["steps"]
+    assert steps[0]["derived_from"] == cancel_id and steps[1]["step"] == "routed"
 
     # Older than what the booking went through already: out of order, never delivered.
     await send(harness, source, "a-2", fixture("pms_alpha", "reservation_modified"))

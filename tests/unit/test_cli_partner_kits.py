@@ -49,3 +49,34 @@ def test_quarantine_commands(api: list[httpx.Request]) -> None:
     assert dict(api[-1].url.params) == {"status": "open", "stage": "held"}
     result = CliRunner().invoke(cli.app, ["quarantine", "reprocess", "qtn_gone"])
     assert result.exit_code == 1 and "404: no quarantine entry 'qtn_gone'" in result.output
+
+
+def test_timeline_lines_for_normalization_steps() -> None:
+    lines = cli.format_timeline(
+        {
+            "event_id": "evt_raw",
+            "steps": [
+                {
+                    "step": "quarantined",
+                    "at": "2026-01-05T10:00:00Z",
+                    "entry_id": "qtn_1",
+                    "stage": "held",
+                    "reason": "booking: a new entity cannot start as 'cancelled'",
+                    "resolved_at": "2026-01-05T10:01:00Z",
+                    "resolution": "released",
+                },
+                {
+                    "step": "normalized",
+                    "at": "2026-01-05T10:01:00Z",
+                    "event_id": "evt_c",
+                    "type": "booking.cancelled",
+                    "key": "AR-1",
+                },
+            ],
+        }
+    )
+    assert lines[1].endswith(
+        "quarantine qtn_1 held: booking: a new entity cannot start as 'cancelled'"
+        " (released at 2026-01-05T10:01:00Z)"
+    )
+    assert lines[2].endswith("normalized -> evt_c booking.cancelled key=AR-1")

@@ -21,6 +21,23 @@ class ReceivedOut(msgspec.Struct, tag="received", tag_field="step"):
     type: str
     idempotency_key: str
     trace_id: str | None
+    derived_from: str | None
+
+
+class NormalizedOut(msgspec.Struct, tag="normalized", tag_field="step"):
+    at: str | None
+    event_id: str
+    type: str
+    key: str | None
+
+
+class QuarantinedOut(msgspec.Struct, tag="quarantined", tag_field="step"):
+    at: str | None
+    entry_id: str
+    stage: str
+    reason: str
+    resolved_at: str | None
+    resolution: str | None
 
 
 class RoutedOut(msgspec.Struct, tag="routed", tag_field="step"):
@@ -50,7 +67,9 @@ class DeliveryStateOut(msgspec.Struct, tag="delivery_state", tag_field="step"):
     next_attempt_at: str | None
 
 
-StepOut = ReceivedOut | RoutedOut | AttemptStepOut | DeliveryStateOut
+StepOut = (
+    ReceivedOut | NormalizedOut | QuarantinedOut | RoutedOut | AttemptStepOut | DeliveryStateOut
+)
 
 
 class TimelineOut(msgspec.Struct):
@@ -69,6 +88,18 @@ def _step_out(step: store.Step) -> StepOut:
             type=step.type,
             idempotency_key=step.idempotency_key,
             trace_id=step.trace_id,
+            derived_from=step.derived_from,
+        )
+    if isinstance(step, store.NormalizedStep):
+        return NormalizedOut(iso(step.at), step.event_id, step.type, step.key)
+    if isinstance(step, store.QuarantinedStep):
+        return QuarantinedOut(
+            iso(step.at),
+            step.entry_id,
+            step.stage,
+            step.reason,
+            iso(step.resolved_at),
+            step.resolution,
         )
     if isinstance(step, store.Routed):
         return RoutedOut(iso(step.at), step.delivery_id, step.endpoint_id, step.endpoint_url)

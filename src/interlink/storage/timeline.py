@@ -4,18 +4,22 @@ each delivery stands now. Read-only; every query is tenant-scoped and uses an in
 - the event by its unique id (and tenant),
 - its deliveries by ``uq_deliveries_event_endpoint`` (event_id first),
 - their attempts by ``ix_attempts_delivery`` (delivery_id, number),
-- the source and endpoints by primary key.
+- the source and endpoints by primary key,
+- the canonical events made from a partner's event by ``uq_events_source_idempotency`` (their
+  keys are ``<event id>#<index>`` on the same source), its quarantine entries by
+  ``ix_quarantine_event``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 
 from interlink.storage.database import Database
-from interlink.storage.tables import attempts, deliveries, endpoints, events, sources
+from interlink.storage.tables import attempts, deliveries, endpoints, events, quarantine, sources
 
 
 class Received(msgspec.Struct, frozen=True, tag="received", tag_field="step"):
@@ -27,6 +31,25 @@ class Received(msgspec.Struct, frozen=True, tag="received", tag_field="step"):
     type: str
     idempotency_key: str
     trace_id: str | None  # the OpenTelemetry trace of this event, when tracing was on
+    derived_from: str | None = None  # a canonical event: the partner's event it was made from
+
+
+class NormalizedStep(msgspec.Struct, frozen=True, tag="normalized", tag_field="step"):
+    """A canonical event the source's partner kit made of this one (which is not routed)."""
+
+    at: float
+    event_id: str
+    type: str
+    key: str | None
+
+
+class QuarantinedStep(msgspec.Struct, frozen=True, tag="quarantined", tag_field="step"):
+    at: float
+    entry_id: str
+    stage: str
+    reason: str
+    resolved_at: float | None
+    resolution: str | None
 
 
 class Routed(msgspec.Struct, frozen=True, tag="routed", tag_field="step"):
@@ -58,10 +81,17 @@ class DeliveryState(msgspec.Struct, frozen=True, tag="delivery_state", tag_field
     next_attempt_at: float | None  # when scheduled or pending: the next try
 
 
-Step = Received | Routed | AttemptStep | DeliveryState
+Step = Received | NormalizedStep | QuarantinedStep | Routed | AttemptStep | DeliveryState
 
 # Steps at the same instant keep the pipeline's order.
-_ORDER = {Received: 0, Routed: 1, AttemptStep: 2, DeliveryState: 3}
+_ORDER = {
+    Received: 0,
+    NormalizedStep: 1,
+    QuarantinedStep: 1,
+    Routed: 1,
+    AttemptStep: 2,
+    DeliveryState: 3,
+}
 
 
 class Timeline(msgspec.Struct, frozen=True):
@@ -97,6 +127,7 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
                     events.c.received_at,
                     events.c.headers,
                     events.c.trace_context,
+                    events.c.derived_from,
                 ).where(events.c.id == event_id, events.c.tenant_id == tenant_id)
             )
         ).first()
@@ -136,6 +167,28 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
             if delivery_rows
             else []
         )
+        made: Sequence[Any] = ()
+        if event.derived_from is None:
+            made = (
+                await conn.execute(
+                    sa.select(events.c.id, events.c.type, events.c.key, events.c.received_at)
+                    .where(
+                        events.c.source_id == event.source_id,
+                        events.c.idempotency_key > f"{event_id}#",
+                        events.c.idempotency_key < f"{event_id}$",  # '$' follows '#'
+                        events.c.derived_from == event_id,
+                        events.c.tenant_id == tenant_id,
+                    )
+                    .order_by(events.c.seq)
+                )
+            ).all()
+        kept = (
+            await conn.execute(
+                quarantine.select().where(
+                    quarantine.c.event_id == event_id, quarantine.c.tenant_id == tenant_id
+                )
+            )
+        ).all()
     headers = event.headers if isinstance(event.headers, dict) else {}
     steps: list[Step] = [
         Received(
@@ -147,8 +200,14 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
             type=event.type,
             idempotency_key=event.idempotency_key,
             trace_id=_trace_id(event.trace_context),
+            derived_from=event.derived_from,
         )
     ]
+    steps.extend(NormalizedStep(m.received_at, m.id, m.type, m.key) for m in made)
+    steps.extend(
+        QuarantinedStep(q.created_at, q.id, q.stage, q.reason, q.resolved_at, q.resolution)
+        for q in kept
+    )
     endpoint_of = {d.id: d.endpoint_id for d in delivery_rows}
     for d in delivery_rows:
         steps.append(Routed(d.created_at, d.id, d.endpoint_id, d.url))
