@@ -122,3 +122,24 @@ def test_a_confirmation_before_its_booking_is_held_then_released() -> None:
     gate.offer(ALPHA, _candidate(1, "booking.created", "confirmed"))
     assert [e.type for e in gate.plan.appends] == ["booking.created", "booking.cancelled"]
     assert gate.plan.quarantined[0].resolution == "released"
+
+
+def test_a_held_event_the_kit_no_longer_knows_stays_held() -> None:
+    from interlink.partners.gate import quarantine_entry
+    from interlink.partners.pipeline import Stage
+
+    odd = Candidate("tnt", "src", "evt_9", 0, Normalized("booking.paused", 1, "AR-1", 9.0, {}), 0)
+    entry = quarantine_entry(odd, Stage.HELD, "held", ALPHA, entity="booking")
+    gate = Gate({}, [entry])
+    assert ALPHA is not None
+    gate.offer(ALPHA, _candidate(1, "booking.created", "confirmed"))
+    assert [e.type for e in gate.plan.appends] == ["booking.created"]
+    assert gate.plan.released == []
+
+
+def test_kit_names_must_fit_their_columns() -> None:
+    from interlink.partners.kit import PartnerKit
+
+    assert ALPHA is not None
+    with pytest.raises(ValueError, match="kit name"):
+        PartnerKit(name="k" * 101, version="1", normalizer=ALPHA.normalizer)

@@ -91,7 +91,7 @@ def quarantine_entry(
         event_id=c.raw_id if isinstance(c, Candidate) else c.id,
         event_index=c.index if isinstance(c, Candidate) else None,
         stage=stage.value,
-        reason=reason[:1000],
+        reason=reason[:1000].replace("\x00", "\ufffd"),  # PostgreSQL text holds no NUL
         kit=kit.name if kit else kit_name,
         kit_version=kit.version if kit else None,
         entity=entity,

@@ -79,7 +79,9 @@ class EntityGate:
     order_by: str
 
     def target(self, event: Canonical) -> str | None:
-        how = self.states[event.type]
+        how = self.states.get(event.type)
+        if how is None:  # held under an earlier version of the kit that mapped this type
+            return None
         if how.state is not None:
             return how.state
         value = _data_field(event.data, how.state_from or "")
@@ -118,6 +120,8 @@ class PartnerKit:
     inbound: jsonschema_rs.Validator | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        _fits("kit name", self.name, MAX_NAME)
+        _fits("kit version", self.version, MAX_VERSION)
         if self.inbound is None and self.inbound_schema is not None:
             validator = jsonschema_rs.validator_for(self.inbound_schema, validate_formats=True)
             object.__setattr__(self, "inbound", validator)
@@ -129,7 +133,20 @@ class PartnerKit:
         return None
 
 
+# The columns that hold them (storage/tables.py): a kit that does not fit is refused at load.
+MAX_NAME = 100
+MAX_VERSION = 40
+
+
+def _fits(what: str, value: str, limit: int) -> None:
+    if not value or len(value) > limit:
+        raise ValueError(f"{what} '{value[:40]}' must have 1 to {limit} characters")
+
+
 def _entity(name: str, spec: _EntityFile) -> EntityGate:
+    _fits("entity name", name, MAX_NAME)
+    for state in [*spec.initial, *spec.transitions]:
+        _fits(f"entities.{name}: state", state, MAX_NAME)
     machine = Machine(
         name=name,
         initial=frozenset(spec.initial),
