@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.partner_plugin import EXAMPLE, install_example_kit
 
 from interlink import partners
 from interlink.app import Interlink
+from interlink.ingress.verifiers import stripe_scheme
 from interlink.ingress.verifiers.hmac_scheme import sign_hmac
 from interlink.partners import mapping
 from interlink.partners.kit import KitRegistry
@@ -269,10 +271,16 @@ async def test_payment_refund_before_its_success_is_held(
 ) -> None:
     key = await harness.tenant()
     receiver = await receiver_factory()
-    source = await wire(harness, key, receiver, "payments_stripe", "payment.*")
-    await send(harness, source, "s-1", fixture("payments_stripe", "charge_refunded"))
-    await send(harness, source, "s-2", fixture("payments_stripe", "customer_created_is_ignored"))
-    await send(harness, source, "s-3", fixture("payments_stripe", "payment_intent_succeeded"))
+    issued = "whsec_stripe_issued_this_one"  # Stripe makes the endpoint secret, not Interlink
+    source = await wire(harness, key, receiver, "payments_stripe", "payment.*", secrets=[issued])
+    assert source["source"]["verifier"] == "stripe"  # the kit's scheme
+    for case in ("charge_refunded", "customer_created_is_ignored", "payment_intent_succeeded"):
+        body = json.dumps(fixture("payments_stripe", case)).encode()
+        headers = {"stripe-signature": stripe_scheme.sign(issued, int(time.time()), body)}
+        r = await harness.client.post(
+            f"/in/{source['source']['id']}", content=body, headers=headers
+        )
+        assert r.status_code == 202, r.text
     await eventually(lambda: len(receiver.received) == 2)
     assert [p["type"] for _, p in receiver.received] == ["payment.succeeded", "payment.refunded"]
 
