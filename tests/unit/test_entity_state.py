@@ -143,3 +143,12 @@ def test_kit_names_must_fit_their_columns() -> None:
     assert ALPHA is not None
     with pytest.raises(ValueError, match="kit name"):
         PartnerKit(name="k" * 101, version="1", normalizer=ALPHA.normalizer)
+
+
+def test_an_event_without_a_state_is_quarantined_not_held() -> None:
+    gate = Gate({}, [])
+    assert ALPHA is not None
+    no_state = Candidate("t", "s", "evt_1", 0, Normalized("booking.updated", 1, "AR-1", 1.0, {}), 0)
+    gate.offer(ALPHA, no_state)
+    (entry,) = gate.plan.quarantined
+    assert entry.stage == "transition" and "does not say which state" in entry.reason

@@ -126,6 +126,10 @@ class Gate:
             reason = f"{name}: the event has no key to tell which {name} it is"
             self._reject(kit, candidate, name, Stage.TRANSITION, reason)
             return
+        if gate.target(_canonical(candidate)) is None:  # no later event can make this legal
+            reason = f"{name}: the event does not say which state it moves the {name} to"
+            self._reject(kit, candidate, name, Stage.TRANSITION, reason)
+            return
         ref = EntityRef(candidate.source_id, name, candidate.event.key)
         verdict, reason = self._verdict(gate, ref, candidate)
         if verdict is Verdict.ACCEPT:

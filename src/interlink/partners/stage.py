@@ -144,7 +144,6 @@ class Normalization:
 
     async def reprocess(self, tenant_id: str, entry_id: str) -> Reprocessed | None:
         """Runs a quarantined event through the source's kit as it is now (after a fix)."""
-        raw: Event | None = None
         async with self._store.transaction() as tx:
             entry = await tx.entry(tenant_id, entry_id)
             if entry is None:
