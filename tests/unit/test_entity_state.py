@@ -152,3 +152,35 @@ def test_an_event_without_a_state_is_quarantined_not_held() -> None:
     gate.offer(ALPHA, no_state)
     (entry,) = gate.plan.quarantined
     assert entry.stage == "transition" and "does not say which state" in entry.reason
+
+
+booking_events = st.tuples(
+    st.sampled_from(["booking.created", "booking.updated", "booking.cancelled"]),
+    st.sampled_from(["tentative", "confirmed", "cancelled", "bogus"]),
+    st.integers(min_value=0, max_value=6),
+)
+
+
+@given(events=st.lists(booking_events, max_size=12))
+def test_any_stream_delivers_only_a_legal_ordered_path_and_keeps_the_rest(
+    events: list[tuple[str, str, int]],
+) -> None:
+    gate = Gate({}, [])
+    assert ALPHA is not None
+    offered = []
+    for i, (event_type, status, revision) in enumerate(events):
+        data = {"status": status, "revision": revision}
+        c = Candidate("t", "s", f"evt_{i}", 0, Normalized(event_type, 1, "AR-1", 0.0, data), 0)
+        offered.append(c.raw_id)
+        gate.offer(ALPHA, c)
+    plan = gate.plan
+    kept = [q.event_id for q in plan.quarantined if q.resolved_at is None]
+    delivered = [e.derived_from for e in plan.appends]
+    assert sorted([*delivered, *kept]) == sorted(offered)  # nothing lost, nothing twice
+    state: Current | None = None
+    by_id = dict(zip(offered, events, strict=True))
+    for raw_id in delivered:
+        event_type, status, revision = by_id[raw_id or ""]
+        target = "cancelled" if event_type == "booking.cancelled" else status
+        assert decide(BOOKING, state, target, revision) is Verdict.ACCEPT
+        state = Current(target, revision)
