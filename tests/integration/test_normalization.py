@@ -288,36 +288,45 @@ async def test_payment_refund_before_its_success_is_held(
 async def test_a_second_pass_over_the_log_neither_loses_nor_doubles(
     harness: Harness, receiver_factory: Any
 ) -> None:
-    """As after a crash between the stage's commit and the router's: the batch comes again."""
+    """As after a crash between the stage's commit and the router's (the batch comes again),
+    and as with a second router whose stage read the cursor before the first moved it."""
     key = await harness.tenant()
     receiver = await receiver_factory()
     source = await wire(harness, key, receiver, "pms_alpha", "booking.*")
     await send(harness, source, "a-1", fixture("pms_alpha", "reservation_created"))
     await send(harness, source, "a-3", fixture("pms_alpha", "reservation_cancelled"))
+    await send(harness, source, "a-x", fixture("pms_alpha", "invalid_unknown_status"))
     await eventually(lambda: len(receiver.received) == 2)
+
+    async def one_quarantined() -> bool:
+        return len(await quarantined(harness, key)) == 1
+
+    await eventually(one_quarantined)
     system = harness.system
     batch = await system.log_writer.read_after(0, 1000)
-    fresh = Normalization(
-        NormalizationStore(system.db),
-        system.log_writer,
-        KitRegistry.installed(),
-        system.catalog,
-    )
-    routed = await fresh(batch)
+
+    def stage() -> Normalization:
+        return Normalization(
+            NormalizationStore(system.db),
+            system.log_writer,
+            KitRegistry.installed(),
+            system.catalog,
+        )
+
+    routed = await stage()(batch)  # after a restart: the position is read from the cursor
     assert all(e.type.startswith("booking.") for e in routed) and len(routed) == 2
-    # Even with the stage's cursor lost, the canonical events are not appended twice.
-    async with fresh._store.transaction() as tx:
-        await tx.move_cursor(CURSOR, 0)
-    fresh = Normalization(
-        NormalizationStore(system.db),
-        system.log_writer,
-        KitRegistry.installed(),
-        system.catalog,
-    )
-    await fresh(batch)
+    late = stage()
+    late._position = 0  # read before the first router's stage moved the cursor
+    assert len(await late(batch)) == 2
     events = (await harness.get(key, "/api/v1/events", limit=500)).json()["data"]
-    assert sorted(e["origin"] for e in events) == ["normalized"] * 2 + ["partner"] * 2
-    assert (await quarantined(harness, key)) == []
+    assert sorted(e["origin"] for e in events) == ["normalized"] * 2 + ["partner"] * 3
+    assert len(await quarantined(harness, key)) == 1
+    # Even with the stage's cursor lost, the canonical events are not appended twice.
+    async with NormalizationStore(system.db).transaction() as tx:
+        await tx.move_cursor(CURSOR, 0)
+    await stage()(batch)
+    events = (await harness.get(key, "/api/v1/events", limit=500)).json()["data"]
+    assert len(events) == 5 and len(receiver.received) == 2
 
 
 async def test_catalog_and_kits_are_listed(harness: Harness) -> None:

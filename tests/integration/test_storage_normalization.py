@@ -20,6 +20,7 @@ from interlink.storage.event_log import EventFilter, EventLog
 from interlink.storage.management import Management
 from interlink.storage.normalization import EntityRef, EntityState, NormalizationStore
 from interlink.storage.pagination import Page
+from interlink.storage.ports import CursorMoved
 from interlink.storage.quarantine import Quarantine, QuarantineEntry, QuarantineFilter
 from interlink.storage.sqlite.driver import SqliteDriver
 
@@ -156,3 +157,18 @@ async def test_one_transaction_of_the_stage(backend: Backend) -> None:
     assert await backend.quarantine.get(other.id, held.id) is None
     listing, _ = await backend.events.find(t.id, EventFilter(), Page())
     assert sorted(e.origin for e in listing) == ["normalized", "partner"]
+
+
+async def test_a_second_stage_on_the_same_batch_writes_nothing(backend: Backend) -> None:
+    t, _ = await backend.management.create_tenant("t")
+    src = await source(backend, t.id, "pms_alpha")
+    async with backend.store.transaction() as tx:
+        await tx.move_cursor("normalizer", 5, previous=0)
+    with pytest.raises(CursorMoved):
+        async with backend.store.transaction() as tx:
+            await tx.move_cursor("normalizer", 9, previous=0)  # as a router that read 0 earlier
+            await tx.append([event(t.id, src, "made#0", origin="normalized")])
+    assert await backend.events.position("normalizer") == 5
+    assert await backend.store.partner_events(0, 10**9) == []
+    listing, _ = await backend.events.find(t.id, EventFilter(), Page())
+    assert listing == []  # rolled back with the cursor

@@ -23,7 +23,7 @@ from interlink.partners.kit import KitRegistry, PartnerKit
 from interlink.partners.normalizer import Inbound
 from interlink.partners.pipeline import Normalized, Rejected, Stage, normalize
 from interlink.storage.normalization import EntityRef, NormalizationStore, NormalizationWrite
-from interlink.storage.ports import LogEntry, LogWriter
+from interlink.storage.ports import CursorMoved, LogEntry, LogWriter
 from interlink.storage.quarantine import QuarantineEntry
 
 log = structlog.get_logger("interlink.normalization")
@@ -69,10 +69,19 @@ class Normalization:
         kit_of = {e.source_id: kit for e, kit in found}
         todo = [e for e in partner if e.seq > self._position]
         if todo:
-            async with self._store.transaction() as tx:
-                appended = await self._normalize(tx, todo, kit_of)
-                await tx.move_cursor(CURSOR, batch[-1].seq)
-            self._position = batch[-1].seq
+            try:
+                async with self._store.transaction() as tx:
+                    # The cursor first: the stage of a second router blocks on it, then finds
+                    # the batch done and writes nothing (on PostgreSQL; SQLite has one router).
+                    await tx.move_cursor(CURSOR, batch[-1].seq, previous=self._position)
+                    appended = await self._normalize(tx, todo, kit_of)
+                    if appended:
+                        await tx.notify_log()
+            except CursorMoved:
+                self._position = await self._events.position(CURSOR)
+                appended = []
+            else:
+                self._position = batch[-1].seq
             if appended and self._on_appended is not None:
                 self._on_appended()
         skip = {e.seq for e in partner}
@@ -158,6 +167,8 @@ class Normalization:
             before = {e.id for e in await tx.entries_of(raw.id)}
             appended = await self._normalize(tx, [raw], kit_of, only_index=entry.event_index)
             again = [e for e in await tx.entries_of(raw.id) if e.id not in before]
+            if appended:
+                await tx.notify_log()
         if appended and self._on_appended is not None:
             self._on_appended()
         resolved = msgspec.structs.replace(entry, resolved_at=time.time(), resolution="reprocessed")

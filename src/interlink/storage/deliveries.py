@@ -21,6 +21,7 @@ from interlink.domain.ids import new_id
 from interlink.domain.lanes import LanePolicy, LaneState, admit
 from interlink.domain.models import EndpointStatus
 from interlink.domain.ordering import OnHeadDead, Ordering
+from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
 from interlink.storage.lanes import (
     Release,
@@ -35,14 +36,12 @@ from interlink.storage.ports import (
     DELIVERIES_CHANNEL,
     DUE_STATUSES,
     Claimed,
-    CursorMoved,
     NewDelivery,
     Settled,
 )
 from interlink.storage.rows import delivery_rows, event_row, settlement
 from interlink.storage.tables import (
     attempts,
-    cursors,
     deliveries,
     endpoint_lanes,
     endpoints,
@@ -195,24 +194,7 @@ class Deliveries:
     async def _move_cursor(
         self, conn: AsyncConnection, name: str, position: int, previous: int | None
     ) -> None:
-        insert = self._dialect.insert(cursors).values(name=name, position=position)
-        if previous is None:
-            await conn.execute(
-                insert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
-            )
-            return
-        moved = await conn.execute(
-            cursors.update()
-            .where(cursors.c.name == name, cursors.c.position == previous)
-            .values(position=position)
-        )
-        if moved.rowcount:
-            return
-        if previous == 0:  # the first batch ever: the row may not exist yet
-            created = await conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
-            if created.rowcount:
-                return
-        raise CursorMoved(name)
+        await move_cursor(conn, self._dialect, name, position, previous)
 
     # dispatcher --------------------------------------------------------------------------------
 

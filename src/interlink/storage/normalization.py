@@ -15,13 +15,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.domain.models import Event
+from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
 from interlink.storage.event_log import event_from_row
+from interlink.storage.ports import LOG_CHANNEL
 from interlink.storage.quarantine import QuarantineEntry, entry, entry_row
 from interlink.storage.rows import event_row
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.partner_events import partner_events as sqlite_partner_events
-from interlink.storage.tables import cursors, entity_states, events, quarantine, sources
+from interlink.storage.tables import entity_states, events, quarantine, sources
 
 
 class EntityRef(NamedTuple):
@@ -201,8 +203,11 @@ class NormalizationWrite:
             .values(resolved_at=time.time(), resolution=resolution)
         )
 
-    async def move_cursor(self, name: str, position: int) -> None:
-        upsert = self._dialect.insert(cursors).values(name=name, position=position)
-        await self._conn.execute(
-            upsert.on_conflict_do_update(index_elements=["name"], set_={"position": position})
-        )
+    async def move_cursor(self, name: str, position: int, previous: int | None = None) -> None:
+        """With ``previous``: CursorMoved if another router's stage moved it first."""
+        await move_cursor(self._conn, self._dialect, name, position, previous)
+
+    async def notify_log(self) -> None:
+        """Wakes the routers of other processes: there are canonical events to route."""
+        if self._lock:  # PostgreSQL (SQLite is one process)
+            await self._conn.execute(sa.select(sa.func.pg_notify(LOG_CHANNEL, "")))
