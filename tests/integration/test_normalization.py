@@ -82,8 +82,16 @@ async def test_partner_payload_is_delivered_as_its_canonical_event(
     assert canonical["occurred_at"] == want["occurred_at"]
     raw = (await harness.get(key, f"/api/v1/events/{raw_id}")).json()
     assert raw["origin"] == "partner"
+    replay = await harness.client.post(f"/api/v1/events/{raw_id}/replay", headers=harness.auth(key))
+    assert replay.status_code == 409 and "partner kit 'pms_alpha'" in replay.json()["detail"]
+    replay = await harness.client.post(
+        f"/api/v1/events/{webhook_id}/replay", headers=harness.auth(key)
+    )
+    assert replay.status_code == 202 and replay.json()["queued"] == 1
+    await eventually(lambda: len(receiver.received) == 2)
+    assert receiver.received[1][0] == webhook_id
     await asyncio.sleep(0.5)
-    assert len(receiver.received) == 1  # the partner's own event is never routed
+    assert len(receiver.received) == 2  # the partner's own event is never routed
 
 
 async def test_availability_webhook_fans_out_per_night(

@@ -86,6 +86,15 @@ class EventController(Controller):
         event = await ctx.events.get(tenant_id, event_id)
         if event is None:
             raise NotFoundException(f"no event '{event_id}'")
+        source = await ctx.management.get_source(event.source_id, tenant_id)
+        if event.origin == "partner" and source is not None and source.kit is not None:
+            # A partner event of a kit's source is never delivered as it came: its canonical
+            # events are (and are what to replay).
+            raise ClientException(
+                f"event '{event_id}' is normalized by the partner kit '{source.kit}': replay the "
+                "canonical events made of it (its timeline lists them)",
+                status_code=409,
+            )
         if data is not None and data.endpoint_id:
             if await ctx.management.get_endpoint(tenant_id, data.endpoint_id) is None:
                 raise NotFoundException(f"no endpoint '{data.endpoint_id}'")
