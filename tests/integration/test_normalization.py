@@ -411,3 +411,32 @@ async def test_a_kit_from_its_own_package_works_end_to_end(
             assert receiver.received[0][1]["data"] == want["data"]
     finally:
         await system.stop()
+
+
+async def test_a_bulk_replay_job_sends_canonical_events_never_the_partners(
+    harness: Harness, receiver_factory: Any
+) -> None:
+    key = await harness.tenant()
+    receiver = await receiver_factory()
+    source = await wire(harness, key, receiver, "pms_alpha", "booking.*")
+    raw_id = await send(harness, source, "a-1", fixture("pms_alpha", "reservation_created"))
+    await eventually(lambda: len(receiver.received) == 1)
+    canonical_id = receiver.received[0][0]
+    endpoint_id = (await harness.get(key, "/api/v1/endpoints")).json()["data"][0]["id"]
+    r = await harness.client.post(
+        "/api/v1/jobs/replay",
+        json={"endpoint_id": endpoint_id, "source_id": source["source"]["id"]},
+        headers=harness.auth(key),
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+
+    async def over() -> bool:
+        job = (await harness.get(key, f"/api/v1/jobs/{job_id}")).json()
+        return bool(job["status"] == "succeeded")
+
+    await eventually(over, timeout=20)
+    await eventually(lambda: len(receiver.received) == 2)
+    await asyncio.sleep(0.3)
+    assert [m for m, _ in receiver.received] == [canonical_id, canonical_id]
+    assert raw_id not in {m for m, _ in receiver.received}

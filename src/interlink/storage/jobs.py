@@ -34,7 +34,7 @@ from interlink.storage.deliveries import Deliveries, DeliveryFilter, delivery_co
 from interlink.storage.event_log import EventFilter, event_conditions
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import DELIVERIES_CHANNEL, ERROR_CHARS
-from interlink.storage.tables import deliveries, endpoints, events, jobs
+from interlink.storage.tables import deliveries, endpoints, events, jobs, sources
 
 # Rows of the job's index one step looks at, whatever its filter matches among them.
 SCAN_WINDOW = 2000
@@ -131,7 +131,14 @@ def _items(job: Job) -> _Items:
     window = [events.c.tenant_id == job.tenant_id]
     if f.event_ids:
         window.append(events.c.id.in_(list(f.event_ids)))
-    match = None
+    # A partner event of a source with a kit is never delivered as it came (its canonical
+    # events are): replaying those is skipping them.
+    match = [
+        sa.or_(
+            events.c.origin != "partner",
+            events.c.source_id.not_in(sa.select(sources.c.id).where(sources.c.kit.is_not(None))),
+        )
+    ]
     if f.type or f.source_id or f.received_after is not None or f.received_before is not None:
         where_events = EventFilter(
             type=f.type,
@@ -139,7 +146,7 @@ def _items(job: Job) -> _Items:
             received_after=f.received_after,
             received_before=f.received_before,
         )
-        match = event_conditions(job.tenant_id, where_events)
+        match += event_conditions(job.tenant_id, where_events)
     return _Items([events.c.id, events.c.seq, events.c.key], window, match)
 
 
