@@ -312,18 +312,20 @@ async def test_a_failing_endpoint_slows_no_other_and_its_breaker_probes_once_per
 async def test_a_recovered_endpoint_gets_its_whole_backlog_at_its_rate_with_spread_times(
     tmp_path: Path,
 ) -> None:
-    clock = ScaledClock(20.0)
+    # Slow enough a clock that the event loop's jitter (tens of ms when the machine is busy)
+    # is a fraction of a token's 0.1 s; fast enough that the 30 s cool-down takes 6 s.
+    clock = ScaledClock(5.0)
     async with world(tmp_path, clock) as w:
         up = asyncio.Event()
         r = await w.receiver(lambda _: (200, 0.0) if up.is_set() else (503, 0.0))
         ops = await w.receiver()
-        limit = RateLimit(rate=600, per="minute", burst=10)  # 10/s of the clock: 200/s real
+        limit = RateLimit(rate=600, per="minute", burst=10)  # 10/s of the clock: 50/s real
         ep = await w.endpoint(r.url, ["booking.*"], rate_limit=limit)
         await w.endpoint(ops.url, ["endpoint.*"])
         await w.inject([("booking.updated", None, {"j": j}) for j in range(20)])
         await eventually(lambda: len(r.arrivals) >= 20, timeout=10)
         await eventually(lambda: _breaker(w, ep, "open"), timeout=10)
-        backlog = 2_000
+        backlog = 600
         await w.inject([("booking.updated", None, {"j": j}) for j in range(20, 20 + backlog)])
         await asyncio.sleep(1.0)
         failed_before = len(r.arrivals)
@@ -344,8 +346,8 @@ async def test_a_recovered_endpoint_gets_its_whole_backlog_at_its_rate_with_spre
             f" busiest 10 s of the clock: {worst} (limit 100 + burst 10)"
         )
         # started_at is stamped as the attempt's task starts, a few ms of the event loop after
-        # its token was granted (x20 on this clock): two of slack on the bucket's exact 110.
-        assert worst <= 112
+        # its token was granted (x5 on this clock): a little slack on the bucket's exact 110.
+        assert worst <= 113
         # Spread, not synchronized: the arrivals are not bunched on a few instants.
         assert len({round(t, 2) for t in times}) > 0.9 * len(times)
         # And the operators heard of it.
