@@ -33,6 +33,8 @@ POSTGRES_URL_ENV = "INTERLINK_TEST_POSTGRES_URL"
 # template1.
 TEMPLATE = "interlink_template"
 OWNER = "interlink_owner"
+# The application's role: what Interlink connects as on PostgreSQL, bound by row-level security.
+APP_ROLE = "interlink_app"
 CONNECT_TIMEOUT = 5.0
 
 T = TypeVar("T")
@@ -55,6 +57,16 @@ def _dsn(url: str) -> str:
 def database_url(server_url: str, name: str) -> str:
     """The server's URL, pointed at another database."""
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def as_role(url: str, role: str) -> str:
+    """The same database, connected to as another role (trust authentication, no password)."""
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def app_url(url: str) -> str:
+    """A test database's URL for the application role (migrate with the owner's URL)."""
+    return as_role(url, APP_ROLE)
 
 
 async def connect(url: str) -> asyncpg.Connection:

@@ -47,7 +47,7 @@ from interlink.partners.outbound import PartnerSession
 from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.routing.router import Router
-from interlink.storage import migrate
+from interlink.storage import migrate, rls
 from interlink.storage.connections import Connections
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
@@ -67,6 +67,7 @@ from interlink.storage.secrets_box import SecretBox, secrets_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
+from interlink.storage.tenancy import system_scope
 from interlink.storage.wakeups import Wakeups
 
 log = structlog.get_logger("interlink")
@@ -142,7 +143,7 @@ class Interlink:
         self.settings = settings
         self.clock = clock
         self.roles = roles
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.management = Management(self.db)
         self.events = EventLog(self.db)
         self.deliveries = Deliveries(self.db)
@@ -273,7 +274,10 @@ class Interlink:
                     " (interlink up)"
                 )
             self._lock = _lock_sqlite(self._sqlite)
-        await asyncio.to_thread(migrate.upgrade, self.settings.database_url)
+        await asyncio.to_thread(migrate.upgrade, self.settings.migration_url)
+        if not self.db.is_sqlite:
+            async with self.db.read() as conn:
+                await rls.verify(conn)  # refuses a role or schema that would mix tenants
         if self._driver is not None:
             await self._driver.start()
         if self._sqlite is not None:
@@ -284,24 +288,26 @@ class Interlink:
             if resumed:
                 log.info("jobs.resumed", count=resumed)
         await self.sender.start()
-        self.commit.start()
-        self._tasks = []
-        if Role.ROUTER in self.roles:
-            self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
-        if Role.DISPATCHER in self.roles:
-            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
-        if Role.SCHEDULER in self.roles:
-            self._tasks.append(asyncio.create_task(self.job_runner.run(), name="job-runner"))
-            self._tasks.append(asyncio.create_task(self.tokens.run(), name="token-refresher"))
-        if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
-            self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
-        if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
-            # Other processes' appends and routing wake this one's roles (a hint; they poll).
-            wakeups = Wakeups(
-                self.db.url,
-                {LOG_CHANNEL: self.router.wake, DELIVERIES_CHANNEL: self.dispatcher.wake},
-            )
-            self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
+        # The pipeline works across tenants: its tasks (and what they start) inherit this scope.
+        with system_scope("pipeline"):
+            self.commit.start()
+            self._tasks = []
+            if Role.ROUTER in self.roles:
+                self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
+            if Role.DISPATCHER in self.roles:
+                self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+            if Role.SCHEDULER in self.roles:
+                self._tasks.append(asyncio.create_task(self.job_runner.run(), name="job-runner"))
+                self._tasks.append(asyncio.create_task(self.tokens.run(), name="token-refresher"))
+            if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
+                self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
+            if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
+                # Other processes' appends and routing wake this one's roles (a hint; they poll).
+                wakeups = Wakeups(
+                    self.db.url,
+                    {LOG_CHANNEL: self.router.wake, DELIVERIES_CHANNEL: self.dispatcher.wake},
+                )
+                self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
 
     async def stop(self) -> None:
         # Each stage is bounded: a task that does not end when cancelled (a database call cut

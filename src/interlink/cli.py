@@ -24,6 +24,7 @@ from interlink.app import (
 )
 from interlink.config import ConfigError, Settings
 from interlink.observability.logging import configure as configure_logging
+from interlink.storage.rls import UnsafeDatabase
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 sources_app = typer.Typer(no_args_is_help=True, help="Inbound URLs partners send webhooks to.")
@@ -91,6 +92,9 @@ def up(
             _run(serve(settings))
     except (AlreadyRunning, CannotListen) as exc:
         typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    except UnsafeDatabase as exc:
+        typer.secho(f"Interlink refuses to run: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass

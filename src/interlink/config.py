@@ -24,6 +24,10 @@ class ConfigError(ValueError):
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     database_url: str = f"sqlite:///{STATE_DIR}/interlink.db"
+    # Who runs the migrations; unset, the database_url. On PostgreSQL the schema's owner migrates
+    # and the application connects as a role row-level security binds (docs: README, PostgreSQL).
+    migration_database_url: str | None = None
+    database_pool_size: int | None = None  # PostgreSQL connections at most; unset: 5, +10 at peaks
     host: str = "127.0.0.1"
     port: int = 8400
     # The admin key creates tenants and their keys; unset, `interlink up` makes one and writes it
@@ -79,6 +83,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     "secrets_key: each key is 32 url-safe base64-encoded bytes "
                     "(make one with `interlink connections new-key`)"
                 )
+
+    @property
+    def migration_url(self) -> str:
+        return self.migration_database_url or self.database_url
 
     @property
     def public_url(self) -> str:

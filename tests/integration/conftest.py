@@ -2,7 +2,9 @@
 and real receivers on loopback.
 
 ``INTERLINK_TEST_BACKEND=postgres`` (opt-in; needs ``INTERLINK_TEST_POSTGRES_URL``, see
-tests/conftest.py) builds the settings on a fresh PostgreSQL database per test instead.
+tests/conftest.py) builds the settings on a fresh PostgreSQL database per test instead, as in
+production: migrated by the schema's owner, served as the application role that row-level
+security binds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.canary import RecordingTransport, Sweep
 
 from interlink import config
 from interlink.app import Interlink
+from tests.conftest import app_url
 
 ADMIN = "test-admin-key"
 
@@ -99,18 +102,18 @@ def _backend_database(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         monkeypatch.setenv(_DATABASE_URL_ENV, request.getfixturevalue("postgres_database"))
 
 
-def _database_url(tmp_path: Path) -> str:
+def _database_urls(tmp_path: Path) -> dict[str, str]:
     if database_backend() == "sqlite":
-        return f"sqlite:///{tmp_path}/interlink.db"
+        return {"database_url": f"sqlite:///{tmp_path}/interlink.db"}
     url = os.environ.get(_DATABASE_URL_ENV)
     if not url:
         raise RuntimeError(f"{BACKEND_ENV}=postgres: no test database here (tests/integration)")
-    return url
+    return {"database_url": app_url(url), "migration_database_url": url}
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> config.Settings:
     values: dict[str, Any] = {
-        "database_url": _database_url(tmp_path),
+        **_database_urls(tmp_path),
         "admin_key": ADMIN,
         "outbound_allow_networks": ["127.0.0.0/8", "::1/128"],
         "poll_interval_seconds": 0.2,

@@ -31,6 +31,8 @@ from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
 from interlink.storage.tables import sources
+from interlink.storage.tenancy import system_scope
+from tests.conftest import app_url
 
 
 @dataclass
@@ -44,11 +46,13 @@ class Stores:
 
 @pytest.fixture(params=["sqlite-driver", "sqlalchemy", "postgres"])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
+    # As in production on PostgreSQL: the owner migrates, the application role (which row-level
+    # security binds) works, here in the system scope, as the pipeline does.
+    migration_url = url = f"sqlite:///{tmp_path}/ports.db"
     if request.param == "postgres":
-        url = request.getfixturevalue("postgres_database")
-    else:
-        url = f"sqlite:///{tmp_path}/ports.db"
-    await asyncio.to_thread(migrate.upgrade, url)
+        migration_url = request.getfixturevalue("postgres_database")
+        url = app_url(migration_url)
+    await asyncio.to_thread(migrate.upgrade, migration_url)
     db = Database(url)
     events, deliveries = EventLog(db), Deliveries(db)
     driver = None
@@ -60,7 +64,8 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         )
     else:
         stores = Stores(events, deliveries, events, deliveries, Management(db))
-    yield stores
+    with system_scope("storage conformance suite"):
+        yield stores
     if driver is not None:
         await driver.close()
     await db.close()

@@ -7,11 +7,12 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from interlink import __version__, problems
-from interlink.api.auth import Principal, authenticate
+from interlink.api.auth import TenancyMiddleware, principal
 from interlink.api.configuration import (
     EndpointController,
     SourceController,
@@ -61,9 +62,6 @@ def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes
 
 
 def create_api(ctx: ApiContext) -> Litestar:
-    async def principal(request: Request[Any, Any, Any]) -> Principal:
-        return await authenticate(request, ctx.admin_key, ctx.management)
-
     async def context() -> ApiContext:
         return ctx
 
@@ -101,7 +99,13 @@ def create_api(ctx: ApiContext) -> Litestar:
             healthz,
             readyz,
         ],
-        dependencies={"principal": Provide(principal), "ctx": Provide(context)},
+        dependencies={
+            "principal": Provide(principal, sync_to_thread=False),
+            "ctx": Provide(context),
+        },
+        middleware=[
+            DefineMiddleware(TenancyMiddleware, admin_key=ctx.admin_key, management=ctx.management)
+        ],
         exception_handlers={
             HTTPException: _on_http_error,
             DatabaseUnavailable: _on_unavailable,

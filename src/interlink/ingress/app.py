@@ -24,6 +24,7 @@ from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, rejection_reason
 from interlink.storage.management import Management
 from interlink.storage.ports import Appended
+from interlink.storage.tenancy import system_scope
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -73,7 +74,9 @@ class SourceCache:
         hit = self._entries.get(source_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        source = await self._management.get_source(source_id)
+        # The source id is what names the tenant here: the lookup comes before any tenant.
+        with system_scope("ingest: source lookup"):
+            source = await self._management.get_source(source_id)
         found = None
         if source is not None:
             verifier = prepare(

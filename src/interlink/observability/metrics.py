@@ -43,6 +43,7 @@ from interlink.domain.models import EndpointStatus
 from interlink.storage.database import Database
 from interlink.storage.ports import DUE_STATUSES, Settled
 from interlink.storage.tables import cursors, deliveries, endpoints, events, quarantine, sources
+from interlink.storage.tenancy import system_scope
 
 log = structlog.get_logger("interlink.metrics")
 
@@ -348,12 +349,13 @@ async def read_state(db: Database, now: float | None = None) -> StateSnapshot:
     Endpoints deleted (soft) are left out: nothing is sent to them any more, and their ids
     would otherwise stay as series for ever.
     """
-    async with db.read() as conn:
-        endpoint_rows = (await conn.execute(_ENDPOINTS)).all()
-        source_rows = (await conn.execute(_SOURCES)).all()
-        head = (await conn.execute(_LOG_HEAD)).scalar()
-        position = (await conn.execute(_ROUTER)).scalar()
-        quarantined = (await conn.execute(_QUARANTINE)).all()
+    with system_scope("metrics: state gauges"):  # every tenant's, by endpoint and source
+        async with db.read() as conn:
+            endpoint_rows = (await conn.execute(_ENDPOINTS)).all()
+            source_rows = (await conn.execute(_SOURCES)).all()
+            head = (await conn.execute(_LOG_HEAD)).scalar()
+            position = (await conn.execute(_ROUTER)).scalar()
+            quarantined = (await conn.execute(_QUARANTINE)).all()
     backlog: dict[tuple[str, str], int] = {}
     oldest: dict[str, float] = {}
     for r in endpoint_rows:
