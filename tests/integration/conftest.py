@@ -25,10 +25,10 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from tests.canary import RecordingTransport, Sweep
+from tests.conftest import app_url
 
 from interlink import config
 from interlink.app import Interlink
-from tests.conftest import app_url
 
 ADMIN = "test-admin-key"
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from interlink import cli
 from interlink.app import Interlink, serve
+from interlink.storage.tenancy import system_scope
 
 
 def _free_port() -> int:
@@ -58,7 +59,8 @@ async def run_cli(system: Interlink, key: str, *args: str) -> Result:
 
 
 async def test_create_a_stripe_source_and_rotate_its_secret(running: Interlink) -> None:
-    _, key = await running.management.create_tenant("acme")
+    with system_scope("test: the operator"):
+        _, key = await running.management.create_tenant("acme")
     created = await run_cli(
         running,
         key,
@@ -106,7 +108,8 @@ async def test_create_a_stripe_source_and_rotate_its_secret(running: Interlink) 
 
 
 async def test_rotate_refusal_is_printed_not_raised(running: Interlink) -> None:
-    _, key = await running.management.create_tenant("acme")
+    with system_scope("test: the operator"):
+        _, key = await running.management.create_tenant("acme")
     result = await run_cli(running, key, "sources", "rotate-secret", "src_nope")
     assert result.exit_code == 1
     assert "404: no source 'src_nope'" in result.output

@@ -35,6 +35,7 @@ from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
 from interlink.storage.tables import attempts, deliveries
+from interlink.storage.tenancy import system_scope
 
 # status, seconds to wait before answering (None: never answer)
 Answer = tuple[int, float | None]
@@ -160,10 +161,14 @@ async def world(tmp_path: Path, clock: Clock = SYSTEM, **settings: Any) -> Async
         clock=clock,
     )
     await system.start()
-    tenant, _ = await system.management.create_tenant("lanes")
+    # The test reads and writes storage directly, as the operator: the system scope (the
+    # pipeline, started above, has its own).
+    with system_scope("test: the operator"):
+        tenant, _ = await system.management.create_tenant("lanes")
     w = World(system, clock, tenant.id)
     try:
-        yield w
+        with system_scope("test: the operator"):
+            yield w
     finally:
         await system.stop()
         for r in w.receivers:

@@ -10,6 +10,7 @@ from tests.integration.conftest import Harness
 from tests.integration.test_cli_sources import run_cli, running  # noqa: F401  (fixture)
 
 from interlink.app import Interlink
+from interlink.storage.tenancy import system_scope
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -83,7 +84,8 @@ async def test_lane_options_round_trip_and_bad_values_are_refused(harness: Harne
 
 
 async def test_the_cli_creates_an_ordered_rate_limited_endpoint(running: Interlink) -> None:  # noqa: F811
-    _, key = await running.management.create_tenant("acme")
+    with system_scope("test: the operator"):
+        _, key = await running.management.create_tenant("acme")
     out = await run_cli(
         running,
         key,

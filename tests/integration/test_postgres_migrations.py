@@ -114,6 +114,9 @@ async def test_the_app_role_reads_and_writes_but_owns_nothing(postgres_database:
     app = make_url(url).set(username=APP_ROLE, password=None).render_as_string(False)
     conn = await asyncpg.connect(make_url(app).set(drivername="postgresql").render_as_string(False))
     try:
+        # Row-level security shows and takes rows only in a tenancy scope (storage/tenancy.py);
+        # a session-level setting serves this one connection.
+        await conn.execute("SET interlink.tenant_id = 'tnt_1'")
         await conn.execute("INSERT INTO tenants (id, name, created_at) VALUES ('tnt_1', 'a', 1)")
         await conn.execute("UPDATE tenants SET name = 'b' WHERE id = 'tnt_1'")
         assert await conn.fetchval("SELECT name FROM tenants WHERE id = 'tnt_1'") == "b"

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 import sqlalchemy as sa
+from tests.conftest import app_url
 
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
@@ -32,7 +33,6 @@ from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
 from interlink.storage.tables import sources
 from interlink.storage.tenancy import system_scope
-from tests.conftest import app_url
 
 
 @dataclass

@@ -15,6 +15,7 @@ from interlink.domain.volume import VolumeConfig
 from interlink.observability.metrics import Metrics
 from interlink.observability.volume_monitor import VolumeMonitor
 from interlink.storage.tables import events, sources
+from interlink.storage.tenancy import system_scope
 
 DAY = 24 * 3600.0
 
@@ -151,7 +152,15 @@ async def _history(
     h: Harness, source: str, now: float, spec: tuple[tuple[int, range], ...]
 ) -> None:
     """Ten events a minute for the given minutes (relative to now) of the given days back;
-    the source made before all of it, and one much older event outside what is learned."""
+    the source made before all of it, and one much older event outside what is learned.
+    Written straight to the tables, so in the system scope (PostgreSQL's row-level security)."""
+    with system_scope("test: the log's history"):
+        await _write_history(h, source, now, spec)
+
+
+async def _write_history(
+    h: Harness, source: str, now: float, spec: tuple[tuple[int, range], ...]
+) -> None:
     async with h.system.db.read() as conn:
         tenant = (
             await conn.execute(sa.select(sources.c.tenant_id).where(sources.c.id == source))

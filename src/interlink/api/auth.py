@@ -8,7 +8,6 @@ request nothing of another tenant (PostgreSQL row-level security).
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 from typing import Any
 
@@ -19,7 +18,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from interlink.storage.management import Management
-from interlink.storage.tenancy import system_scope, tenant_scope
+from interlink.storage.tenancy import no_scope, system_scope, tenant_scope
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -86,7 +85,7 @@ class TenancyMiddleware:
         except NotAuthorizedException as exc:
             outcome = exc
         scope.setdefault("state", {})[_PRINCIPAL] = outcome
-        entered: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        entered = no_scope()
         if isinstance(outcome, Principal):
             entered = (
                 system_scope("admin API")

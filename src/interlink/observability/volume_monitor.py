@@ -21,19 +21,22 @@ estimate that is noise, not an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.domain.volume import Transition, VolumeConfig, VolumeDetector
 from interlink.observability.metrics import Metrics
 from interlink.storage.database import Database
 from interlink.storage.tables import events, sources
+from interlink.storage.tenancy import system_scope
 
 log = structlog.get_logger("interlink.volume")
 
@@ -78,6 +81,13 @@ class VolumeMonitor:
         step = self.config.interval_seconds
         return (at // step) * step
 
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        # Every source of every tenant: the monitor works in the system scope, whoever calls it.
+        with system_scope("volume monitor"):
+            async with self._db.read() as conn:
+                yield conn
+
     async def run(self) -> None:
         try:
             await self.start()
@@ -98,7 +108,7 @@ class VolumeMonitor:
         """Learns from the last ``backfill_seconds`` of the log; sets where counting resumes."""
         now = self._clock()
         current = self._interval_start(now)
-        async with self._db.read() as conn:
+        async with self._read() as conn:
             head = int((await conn.execute(sa.select(sa.func.max(events.c.seq)))).scalar() or 0)
             source_rows = await self._sources(conn)
             first = await self._first_at_or_after(conn, now - self._backfill_seconds, head)
@@ -200,7 +210,7 @@ class VolumeMonitor:
         start = self._interval_start(now) - self.config.interval_seconds
         if self._last_start is not None and start < self._last_start:
             return []  # this interval was counted already (a clock step back)
-        async with self._db.read() as conn:
+        async with self._read() as conn:
             head = int((await conn.execute(sa.select(sa.func.max(events.c.seq)))).scalar() or 0)
             counts = await conn.execute(
                 sa.select(events.c.source_id, sa.func.count().label("n"))

@@ -152,8 +152,9 @@ async def problems(conn: AsyncConnection) -> list[str]:
     found: list[str] = []
     role = (await conn.execute(_ROLE)).one()
     fix_role = (
-        "connect the application as a role that is neither (scripts/postgres.sh makes "
-        "interlink_app) and run the migrations as the owner (INTERLINK_MIGRATION_DATABASE_URL)"
+        "connect the application as a role that is no superuser, has no BYPASSRLS and owns no "
+        "table (scripts/postgres.sh makes interlink_app), and run the migrations as the owner "
+        "(INTERLINK_MIGRATION_DATABASE_URL)"
     )
     if role.rolsuper:
         found.append(

@@ -33,7 +33,7 @@ def current() -> Scope | None:
 
 
 @contextlib.contextmanager
-def _entered(scope: Scope) -> Iterator[Scope]:
+def _entered(scope: Scope | None) -> Iterator[Scope | None]:
     token = _current.set(scope)
     try:
         yield scope
@@ -41,15 +41,21 @@ def _entered(scope: Scope) -> Iterator[Scope]:
         _current.reset(token)
 
 
-def tenant_scope(tenant_id: str) -> contextlib.AbstractContextManager[Scope]:
+def tenant_scope(tenant_id: str) -> contextlib.AbstractContextManager[Scope | None]:
     """Work on behalf of one tenant: the database shows it that tenant's rows only."""
     if not tenant_id:
         raise ValueError("a tenant scope needs a tenant id")
     return _entered(Scope(tenant_id, "tenant"))
 
 
-def system_scope(reason: str) -> contextlib.AbstractContextManager[Scope]:
+def system_scope(reason: str) -> contextlib.AbstractContextManager[Scope | None]:
     """Work across tenants (the pipeline, admin operations): the explicit, separate path."""
     if not reason:
         raise ValueError("say why the work needs the system scope")
     return _entered(Scope(None, reason))
+
+
+def no_scope() -> contextlib.AbstractContextManager[Scope | None]:
+    """Work that sees no tenant's rows, whatever scope its caller had (an unauthenticated
+    request served in the caller's task, as in-process ASGI clients do)."""
+    return _entered(None)
