@@ -51,6 +51,7 @@ import structlog
 
 from interlink.observability.logging import configure as configure_logging
 from interlink.storage.database import Database
+from interlink.storage.tenancy import system_scope
 
 # Shorter values ("s1", "nope") are test props, not secrets: as needles they would match
 # everywhere. A real secret is far longer.
@@ -330,11 +331,12 @@ class Sweep:
     async def read_database(self, db: Database) -> None:
         """The same through the storage layer's engine: PostgreSQL databases are dropped before
         the sweep's teardown, so the harness reads them while they exist."""
-        async with db.read() as conn:
-            results = {
-                sql: [tuple(r) for r in (await conn.execute(sa.text(sql))).all()]
-                for _, sql in (*_HELD, *_RECORDS)
-            }
+        with system_scope("canary sweep: every tenant's records"):
+            async with db.read() as conn:
+                results = {
+                    sql: [tuple(r) for r in (await conn.execute(sa.text(sql))).all()]
+                    for _, sql in (*_HELD, *_RECORDS)
+                }
         self._read_rows(results.__getitem__)
 
     def _read_rows(self, fetch: Any) -> None:

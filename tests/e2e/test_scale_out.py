@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from tests.canary import Sweep
+from tests.conftest import app_url
 from tests.e2e.conftest import (
     _PROCESSES,
     Api,
@@ -39,8 +40,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def postgres_env(url: str, **extra: str) -> dict[str, str]:
+    """As in production: the owner migrates, the application role serves (row-level security)."""
     return {
-        "INTERLINK_DATABASE_URL": url,
+        "INTERLINK_DATABASE_URL": app_url(url),
+        "INTERLINK_MIGRATION_DATABASE_URL": url,
         # A killed dispatcher's leases lapse in seconds, not the default two minutes.
         "INTERLINK_DELIVERY_LEASE_SECONDS": "3",
         "INTERLINK_DELIVERY_CONCURRENCY": "64",

@@ -17,6 +17,7 @@ from interlink.app import Interlink
 from interlink.domain.ids import new_id
 from interlink.domain.jobs import batch_size
 from interlink.domain.models import Event
+from interlink.storage.tenancy import system_scope
 
 NEVER_OPENS = {"min_attempts": 10**9, "failure_ratio": 1.0, "consecutive_connection_errors": 10**9}
 
@@ -57,7 +58,8 @@ class Tenant:
                 )
                 for i in range(start, min(n, start + 1000))
             ]
-            ids += [a.event_id for a in await self.h.system.log_writer.append(batch)]
+            with system_scope("test: appends as ingest does"):
+                ids += [a.event_id for a in await self.h.system.log_writer.append(batch)]
         self.h.system.router.wake()
         return ids
 
@@ -93,7 +95,8 @@ async def tenant(h: Harness, name: str = "acme") -> Tenant:
 
 
 async def counts(h: Harness, endpoint_id: str) -> dict[str, int]:
-    return (await h.system.deliveries.counts()).get(endpoint_id, {})
+    with system_scope("test: every endpoint's counts"):
+        return (await h.system.deliveries.counts()).get(endpoint_id, {})
 
 
 async def all_dead(h: Harness, endpoint_id: str, n: int, timeout: float = 30) -> None:

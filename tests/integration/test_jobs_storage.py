@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import app_url
 
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
 from interlink.domain.ids import new_id
@@ -28,6 +29,7 @@ from interlink.storage.management import Management
 from interlink.storage.pagination import Page
 from interlink.storage.ports import NewDelivery, Settled
 from interlink.storage.tables import deliveries
+from interlink.storage.tenancy import system_scope
 
 BUCKET = TokenBucket(0.0, 0.0)
 LEASE = 30.0
@@ -47,25 +49,28 @@ class Store:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    # As in production on PostgreSQL: the owner migrates, the application role (which row-level
+    # security binds) works, here in the system scope, as the job runner does.
+    migration_url = url = f"sqlite:///{tmp_path}/jobs.db"
     if request.param == "postgres":
-        url = request.getfixturevalue("postgres_database")
-    else:
-        url = f"sqlite:///{tmp_path}/jobs.db"
-    await asyncio.to_thread(migrate.upgrade, url)
+        migration_url = request.getfixturevalue("postgres_database")
+        url = app_url(migration_url)
+    await asyncio.to_thread(migrate.upgrade, migration_url)
     db = Database(url)
     deliveries, management = Deliveries(db), Management(db)
-    tenant, _ = await management.create_tenant("t")
-    ep = await management.create_endpoint(
-        tenant.id,
-        url="http://127.0.0.1:9/x",
-        description="",
-        secret="whsec_" + "A" * 40,
-        retry=RetryPolicy(schedule=(0,)),
-        timeout_seconds=5,
-    )
-    yield Store(
-        url, db, EventLog(db), deliveries, management, Jobs(db, deliveries), tenant.id, ep.id
-    )
+    with system_scope("jobs storage suite"):
+        tenant, _ = await management.create_tenant("t")
+        ep = await management.create_endpoint(
+            tenant.id,
+            url="http://127.0.0.1:9/x",
+            description="",
+            secret="whsec_" + "A" * 40,
+            retry=RetryPolicy(schedule=(0,)),
+            timeout_seconds=5,
+        )
+        yield Store(
+            url, db, EventLog(db), deliveries, management, Jobs(db, deliveries), tenant.id, ep.id
+        )
     await db.close()
 
 

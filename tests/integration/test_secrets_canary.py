@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from interlink import cli
 from interlink.ingress.verifiers import standard_webhooks
 from interlink.ingress.verifiers.hmac_scheme import sign_hmac
+from interlink.storage.database import Database
 
 HMAC = {"header": "x-signature", "encoding": "hex"}
 BY_BODY_ID = {"id_from": "json:id", "type_path": "type", "data_path": "data"}
@@ -322,8 +323,13 @@ def logged(canary: Sweep, event: str) -> bool:
 
 
 async def rename(h: Harness, table: str, to: str) -> None:
-    async with h.system.db.write() as conn:
-        await conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {to}"))
+    # As the schema's owner: on PostgreSQL the application role owns no table.
+    owner = Database(h.system.settings.migration_url)
+    try:
+        async with owner.write() as conn:
+            await conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {to}"))
+    finally:
+        await owner.close()
 
 
 async def test_cli_list_and_timeline_output_carries_no_secret(

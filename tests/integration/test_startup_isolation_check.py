@@ -122,8 +122,8 @@ async def test_refuses_a_role_that_bypasses_rls(
         ),
         # A table another change adds, with a tenant and no policy: caught by its column alone.
         (
-            ["CREATE TABLE jobs (id text PRIMARY KEY, tenant_id text NOT NULL)"],
-            "table jobs lacks row-level security enabled and row-level security forced and the",
+            ["CREATE TABLE later_table (id text PRIMARY KEY, tenant_id text NOT NULL)"],
+            "table later_table lacks row-level security enabled and row-level security forced and the",
         ),
         (
             ["CREATE POLICY everyone ON attempts USING (true)"],
