@@ -37,8 +37,9 @@ from interlink.storage import migrate, rls
 from interlink.storage.database import Database, normalize_url
 from interlink.storage.tenancy import system_scope, tenant_scope
 
-# What the schema had when row-level security came (migration 0010, after 0005's jobs); the live schema may only
-# add to it, and every table it adds must be protected too (test_every_tenant_table_is_protected).
+# What the schema had when row-level security came (migration 0010, after 0005's jobs); the live
+# schema may only add to it, and every table it adds must be protected too
+# (test_every_tenant_table_is_protected).
 KNOWN_TENANT_TABLES = {
     "tenants",
     "api_keys",

@@ -120,10 +120,17 @@ async def test_refuses_a_role_that_bypasses_rls(
             ["DROP POLICY tenant_isolation ON deliveries"],
             "table deliveries lacks the tenant_isolation",
         ),
+        (
+            [
+                "DROP POLICY tenant_isolation ON endpoints",
+                "CREATE POLICY tenant_isolation ON endpoints USING (true)",
+            ],
+            "table endpoints lacks the tenant_isolation policy",
+        ),
         # A table another change adds, with a tenant and no policy: caught by its column alone.
         (
             ["CREATE TABLE later_table (id text PRIMARY KEY, tenant_id text NOT NULL)"],
-            "table later_table lacks row-level security enabled and row-level security forced and the",
+            "table later_table lacks row-level security enabled and row-level security forced",
         ),
         (
             ["CREATE POLICY everyone ON attempts USING (true)"],

@@ -136,8 +136,12 @@ _TABLES = sa.text(
     SELECT c.relname AS name,
            pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
            c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
+           -- Ours: for every command and role, reading the tenant setting, checking writes alike.
            EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = :policy
-                   AND p.polcmd = '*' AND p.polpermissive) AS policy,
+                   AND p.polcmd = '*' AND p.polpermissive AND p.polroles = '{0}'
+                   AND pg_get_expr(p.polqual, p.polrelid) LIKE :reads
+                   AND pg_get_expr(p.polwithcheck, p.polrelid)
+                       = pg_get_expr(p.polqual, p.polrelid)) AS policy,
            ARRAY(SELECT p.polname FROM pg_policy p WHERE p.polrelid = c.oid
                  AND p.polpermissive AND p.polname <> :policy ORDER BY 1) AS others
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -165,7 +169,9 @@ async def problems(conn: AsyncConnection) -> list[str]:
     names = await tenant_tables(conn)
     if not names:
         found.append("the schema has no tenant tables: the database is not migrated")
-    rows = (await conn.execute(_TABLES, {"policy": POLICY, "tables": names})).all()
+    reads = f"%current_setting('{TENANT_SETTING}'%"
+    parameters = {"policy": POLICY, "tables": names, "reads": reads}
+    rows = (await conn.execute(_TABLES, parameters)).all()
     tables = [_Table(r.name, r.owned, r.enabled, r.forced, r.policy, tuple(r.others)) for r in rows]
     owned = [t.name for t in tables if t.owned]
     if owned:
