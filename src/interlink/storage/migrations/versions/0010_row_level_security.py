@@ -14,7 +14,7 @@ connection that sets no scope sees no rows, which is why the application sets on
 transaction (storage/database.py).
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from alembic import op
 from interlink.storage import rls
 
 revision: str = "0010"
-down_revision: str | None = "0005"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
