@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import app_url
 from tests.integration.conftest import eventually
 
 from interlink.delivery.outbound_guard import OutboundPolicy
@@ -34,6 +35,7 @@ from interlink.storage.database import Database
 from interlink.storage.management import Management
 from interlink.storage.secrets_box import SecretBox, SecretUnreadable
 from interlink.storage.tables import connections as connections_table
+from interlink.storage.tenancy import system_scope
 
 LOOPBACK = OutboundPolicy(allow_networks=("127.0.0.0/8",))
 KEY = SecretBox.new_key()
@@ -41,13 +43,16 @@ FAST_RETRY = RefreshPolicy(retry=RetryPolicy(schedule=(0.3, 0.3), jitter=0.0))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    # On PostgreSQL as in production: the owner migrates, the application role (which row-level
+    # security binds) works, here in the system scope, as the token refresher does.
+    migration_url = url = f"sqlite:///{tmp_path}/connections.db"
     if request.param == "postgres":
-        url = str(request.getfixturevalue("postgres_database"))
-    else:
-        url = f"sqlite:///{tmp_path}/connections.db"
-    await asyncio.to_thread(migrate.upgrade, url)
-    return url
+        migration_url = str(request.getfixturevalue("postgres_database"))
+        url = app_url(migration_url)
+    await asyncio.to_thread(migrate.upgrade, migration_url)
+    with system_scope("connections suite"):
+        yield url
 
 
 @pytest.fixture
@@ -190,6 +195,7 @@ from interlink.partners.tokens import TokenManager
 from interlink.storage.connections import Connections
 from interlink.storage.database import Database
 from interlink.storage.secrets_box import SecretBox
+from interlink.storage.tenancy import system_scope
 
 async def main(url, key, connection_id):
     db = Database(url)
@@ -198,7 +204,8 @@ async def main(url, key, connection_id):
     await db.ping()
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
-    got = await asyncio.gather(*(tokens.get_token(connection_id) for _ in range(25)))
+    with system_scope("worker: token refresh, as the scheduler does"):
+        got = await asyncio.gather(*(tokens.get_token(connection_id) for _ in range(25)))
     print(json.dumps(sorted(set(got))), flush=True)
     await session.close()
     await db.close()

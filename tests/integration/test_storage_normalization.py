@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.conftest import app_url
 
 from interlink.domain.ids import new_id
 from interlink.domain.models import Envelope, Event
@@ -23,6 +24,7 @@ from interlink.storage.pagination import Page
 from interlink.storage.ports import CursorMoved
 from interlink.storage.quarantine import Quarantine, QuarantineEntry, QuarantineFilter
 from interlink.storage.sqlite.driver import SqliteDriver
+from interlink.storage.tenancy import system_scope
 
 
 @dataclass
@@ -35,17 +37,20 @@ class Backend:
 
 @pytest.fixture(params=["sqlite-driver", "sqlalchemy", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    # On PostgreSQL as in production: the owner migrates, the application role (which row-level
+    # security binds) works, here in the system scope, as the router's stage does.
+    migration_url = url = f"sqlite:///{tmp_path}/n.db"
     if request.param == "postgres":
-        url = request.getfixturevalue("postgres_database")
-    else:
-        url = f"sqlite:///{tmp_path}/n.db"
-    await asyncio.to_thread(migrate.upgrade, url)
+        migration_url = request.getfixturevalue("postgres_database")
+        url = app_url(migration_url)
+    await asyncio.to_thread(migrate.upgrade, migration_url)
     db = Database(url)
     driver = None
     if request.param == "sqlite-driver":
         driver = SqliteDriver(tmp_path / "n.db")
         await driver.start()
-    yield Backend(NormalizationStore(db, driver), EventLog(db), Management(db), Quarantine(db))
+    with system_scope("normalization storage suite"):
+        yield Backend(NormalizationStore(db, driver), EventLog(db), Management(db), Quarantine(db))
     if driver is not None:
         await driver.close()
     await db.close()
