@@ -12,6 +12,7 @@ from tests.integration.test_cli_sources import run_cli, running  # noqa: F401 - 
 
 from interlink.app import Interlink
 from interlink.partners.simulator import PartnerSimulator
+from interlink.storage.tenancy import system_scope
 
 
 def printed(output: str) -> Any:
@@ -34,7 +35,8 @@ async def test_create_show_refresh_list_delete(
     running: Interlink,  # noqa: F811
     partner: PartnerSimulator,
 ) -> None:
-    _, key = await running.management.create_tenant("acme")
+    with system_scope("test: the operator"):
+        _, key = await running.management.create_tenant("acme")
     created = await run_cli(
         running,
         key,

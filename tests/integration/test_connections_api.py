@@ -11,6 +11,7 @@ import pytest
 from tests.integration.conftest import ADMIN, Harness
 
 from interlink.partners.simulator import PartnerSimulator
+from interlink.storage.tenancy import system_scope
 
 
 @pytest.fixture
@@ -71,7 +72,8 @@ async def test_no_secret_or_token_is_ever_answered(
         body(partner, flow="authorization_code", refresh_token=refresh_token),
     )
     cid = created["id"]
-    connection = await harness.system.tokens.connections.get_any(cid)
+    with system_scope("test: reading the stored tokens"):
+        connection = await harness.system.tokens.connections.get_any(cid)
     assert connection is not None and connection.access_token is not None
     secrets = (
         partner.client_secret,

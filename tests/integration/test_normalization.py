@@ -6,6 +6,7 @@ legal; tenants never see each other's quarantine."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import replace
@@ -26,6 +27,7 @@ from interlink.partners import mapping
 from interlink.partners.kit import KitRegistry
 from interlink.partners.stage import CURSOR, Normalization
 from interlink.storage.normalization import NormalizationStore
+from interlink.storage.tenancy import system_scope
 
 CONTRACTS = Path(__file__).parents[1] / "contracts"
 
@@ -311,7 +313,13 @@ async def test_a_second_pass_over_the_log_neither_loses_nor_doubles(
 
     await eventually(one_quarantined)
     system = harness.system
-    batch = await system.log_writer.read_after(0, 1000)
+
+    # What the router's stage does, by hand: the pipeline's work, in the system scope.
+    def pipeline() -> contextlib.AbstractContextManager[object]:
+        return system_scope("test: the router's normalization stage")
+
+    with pipeline():
+        batch = await system.log_writer.read_after(0, 1000)
 
     def stage() -> Normalization:
         return Normalization(
@@ -321,18 +329,21 @@ async def test_a_second_pass_over_the_log_neither_loses_nor_doubles(
             system.catalog,
         )
 
-    routed = await stage()(batch)  # after a restart: the position is read from the cursor
+    with pipeline():
+        routed = await stage()(batch)  # after a restart: the position is read from the cursor
     assert all(e.type.startswith("booking.") for e in routed) and len(routed) == 2
     late = stage()
     late._position = 0  # read before the first router's stage moved the cursor
-    assert len(await late(batch)) == 2
+    with pipeline():
+        assert len(await late(batch)) == 2
     events = (await harness.get(key, "/api/v1/events", limit=500)).json()["data"]
     assert sorted(e["origin"] for e in events) == ["normalized"] * 2 + ["partner"] * 3
     assert len(await quarantined(harness, key)) == 1
     # Even with the stage's cursor lost, the canonical events are not appended twice.
-    async with NormalizationStore(system.db).transaction() as tx:
-        await tx.move_cursor(CURSOR, 0)
-    await stage()(batch)
+    with pipeline():
+        async with NormalizationStore(system.db).transaction() as tx:
+            await tx.move_cursor(CURSOR, 0)
+        await stage()(batch)
     events = (await harness.get(key, "/api/v1/events", limit=500)).json()["data"]
     assert len(events) == 5 and len(receiver.received) == 2
 
