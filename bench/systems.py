@@ -130,7 +130,12 @@ class InterlinkAllInOnePostgres(InterlinkAllInOne):
             check=True,
             capture_output=True,
         )
-        return {"INTERLINK_DATABASE_URL": f"{POSTGRES}/{self._database}"}
+        # As in production: migrations as the schema owner, the process as the application
+        # role, which row-level security confines (the owner is refused at start-up).
+        return {
+            "INTERLINK_DATABASE_URL": f"{POSTGRES_APP}/{self._database}",
+            "INTERLINK_MIGRATION_DATABASE_URL": f"{POSTGRES}/{self._database}",
+        }
 
     def pids(self) -> list[int]:
         return super().pids() + _postgres_pids()
@@ -148,6 +153,7 @@ class InterlinkAllInOnePostgres(InterlinkAllInOne):
 
 
 POSTGRES = "postgresql://interlink_owner@127.0.0.1:5433"
+POSTGRES_APP = "postgresql://interlink_app@127.0.0.1:5433"
 
 
 def _postgres_pids() -> list[int]:
