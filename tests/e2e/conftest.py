@@ -252,6 +252,7 @@ class Receiver:
     bad_signatures: list[str] = field(default_factory=list)
     bodies: dict[str, Any] = field(default_factory=dict)
     requests: int = 0
+    active: int = 0  # requests being answered right now
 
     @property
     def url(self) -> str:
@@ -263,6 +264,13 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.active += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = dict(request.headers)
         webhook_id = request.headers.get("webhook-id", "")

@@ -270,6 +270,10 @@ async def test_e2e_sigkill_mid_stream_loses_nothing(
 
     async def kill_and_restart() -> None:
         await enough_acked.wait()
+        # Kill while a receiver is answering: that delivery is leased and must be resumed.
+        deadline = time.monotonic() + 10
+        while not any(r.active for r in targets) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
         pid = interlink.pid
         interlink.sigkill()
         seen_at_kill.update({r.name: sum(r.counts.values()) for r in targets})
