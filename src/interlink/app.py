@@ -53,6 +53,7 @@ from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
+from interlink.storage.maintenance import Maintenance, owner_database
 from interlink.storage.management import Management
 from interlink.storage.normalization import NormalizationStore
 from interlink.storage.ports import (
@@ -159,6 +160,15 @@ class Interlink:
         self.metrics = Metrics()
         self.metrics_endpoint = MetricsEndpoint(
             self.metrics, StateCollector(self.db), settings.metrics_token
+        )
+        self.maintenance = Maintenance(
+            self.db,
+            owner_database(self.db, settings.migration_url),
+            retention_days=settings.retention_days,
+            interval_seconds=settings.maintenance_interval_seconds,
+            on_dropped=lambda table, unit, n: self.metrics.retention_dropped.labels(
+                table, unit
+            ).inc(n),
         )
         self.volume = VolumeMonitor(
             self.db,
@@ -299,6 +309,7 @@ class Interlink:
             if Role.SCHEDULER in self.roles:
                 self._tasks.append(asyncio.create_task(self.job_runner.run(), name="job-runner"))
                 self._tasks.append(asyncio.create_task(self.tokens.run(), name="token-refresher"))
+                self._tasks.append(asyncio.create_task(self.maintenance.run(), name="maintenance"))
             if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
@@ -326,6 +337,7 @@ class Interlink:
             tracing.shutdown()  # exports the spans still buffered
         if self._driver is not None:
             await _bounded("sqlite driver", self._driver.close())
+        await _bounded("maintenance pool", self.maintenance.close())
         await _bounded("database pool", self.db.close())
         if self._lock is not None:
             self._lock.close()

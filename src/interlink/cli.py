@@ -47,6 +47,10 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(connections_app, name="connections")
 app.add_typer(quarantine_app, name="quarantine")
+maintenance_app = typer.Typer(
+    no_args_is_help=True, help="Partitions made ahead, retention (the scheduler runs it hourly)."
+)
+app.add_typer(maintenance_app, name="maintenance")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file")]
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on")]
@@ -474,6 +478,50 @@ def connections_rotate_key(config: ConfigOpt = None) -> None:
         typer.secho(f"{exc}: keep the old key in the list", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"re-encrypted {count} connection(s) under the first key")
+
+
+@maintenance_app.command("run")
+def maintenance_run(
+    retention_days: Annotated[
+        float | None, typer.Option(help="Drop events older than this (default: the setting)")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """One maintenance pass now: make the coming days' partitions and drop what is older than
+    the retention. Runs against the database directly (no API), and may run while Interlink
+    does (one pass at a time across processes)."""
+    from interlink.storage.database import Database
+    from interlink.storage.maintenance import Maintenance, owner_database
+
+    settings = _settings(config, retention_days=retention_days)
+
+    async def once() -> None:
+        db = Database(settings.database_url)
+        maintenance = Maintenance(
+            db,
+            owner_database(db, settings.migration_url),
+            retention_days=settings.retention_days,
+        )
+        try:
+            report = await maintenance.run_once()
+        finally:
+            await maintenance.close()
+            await db.close()
+        if report.skipped:
+            typer.echo("another process is running a maintenance pass; nothing done")
+            return
+        typer.echo(f"partitions made: {', '.join(report.created) or 'none'}")
+        typer.echo(f"partitions dropped: {', '.join(report.dropped) or 'none'}")
+        for name, why in report.kept:
+            typer.echo(f"kept {name}: {why}")
+        rows = ", ".join(f"{table} {n}" for table, n in sorted(report.rows.items()))
+        typer.echo(f"rows dropped: {rows or 'none'}")
+
+    try:
+        _run(once())
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def format_timeline(timeline: dict[str, Any]) -> list[str]:

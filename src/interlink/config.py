@@ -69,8 +69,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     secrets_key: tuple[str, ...] = ()
     # A connection's token is refreshed once this share of its lifetime has passed.
     oauth_refresh_fraction: float = 0.8
+    # Events (with their deliveries and attempts) older than this many days are dropped by the
+    # scheduler's maintenance (storage/maintenance.py); unset: kept forever (README says why).
+    retention_days: float | None = None
+    maintenance_interval_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
+        if self.retention_days is not None and not self.retention_days > 0:
+            raise ValueError("retention_days must be more than 0 (unset keeps events forever)")
         if not 0 < self.oauth_refresh_fraction <= 1:
             raise ValueError("oauth_refresh_fraction must be in (0, 1]")
         for key in self.secrets_key:

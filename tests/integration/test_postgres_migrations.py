@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from interlink.storage import migrate
+from interlink.storage import migrate, partitions
 from interlink.storage.tables import metadata
 
 TABLES = {t.name for t in metadata.sorted_tables}
@@ -30,8 +30,22 @@ async def _fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
 
 
 async def _tables(url: str) -> set[str]:
-    rows = await _fetch(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    return {r["tablename"] for r in rows}
+    """The tables, not counting the partitions of events and attempts (storage/partitions.py)."""
+    rows = await _fetch(
+        url,
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        " AND relkind IN ('r', 'p') AND NOT relispartition",
+    )
+    return {r["relname"] for r in rows}
+
+
+async def _partitions(url: str, table: str) -> set[str]:
+    rows = await _fetch(
+        url,
+        "SELECT inhrelid::regclass::text AS name FROM pg_inherits WHERE inhparent = $1::regclass",
+        table,
+    )
+    return {r["name"] for r in rows}
 
 
 async def _head(url: str) -> str | None:
@@ -45,6 +59,10 @@ async def test_upgrade_downgrade_upgrade(postgres_database: str) -> None:
     assert await _tables(url) == TABLES | {"alembic_version"}
     head = await _head(url)
     assert head is not None
+    for table in ("events", "attempts"):
+        parts = await _partitions(url, table)
+        assert {f"{table}_history", f"{table}_future"} <= parts
+        assert len(parts) == 2 + partitions.AHEAD_DAYS  # and a partition a day ahead
 
     await asyncio.to_thread(migrate.downgrade, url, "base")
     assert await _tables(url) == {"alembic_version"}

@@ -50,6 +50,7 @@ KNOWN_TENANT_TABLES = {
     "events",
     "deliveries",
     "attempts",
+    "idempotency_keys",
     "jobs",
     "connections",
     "quarantine",
@@ -373,7 +374,7 @@ async def test_every_tenant_table_is_protected(postgres_database: str) -> None:
                    ARRAY(SELECT policyname FROM pg_policies p
                          WHERE p.schemaname = 'public' AND p.tablename = c.relname) AS policies
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = 'public' AND c.relkind = 'r' AND (c.relname = 'tenants' OR
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND (c.relname = 'tenants' OR
               c.relname IN (SELECT table_name FROM information_schema.columns
                             WHERE table_schema = 'public' AND column_name = 'tenant_id'))
             """
@@ -388,7 +389,7 @@ async def test_every_tenant_table_is_protected(postgres_database: str) -> None:
         # The rest have no tenant: the router's cursor and Alembic's version.
         others = await conn.fetch(
             "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relrowsecurity"
         )
         assert {r["relname"] for r in others} == protected
     finally:

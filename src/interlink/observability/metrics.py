@@ -173,6 +173,12 @@ class Metrics:
             ["endpoint_id", "result"],
             registry=r,
         )
+        self.retention_dropped = Counter(
+            "interlink_retention_dropped",
+            "What retention dropped (storage/maintenance.py): partitions, and rows by table.",
+            ["table", "unit"],
+            registry=r,
+        )
         # Set by the volume monitor; in multi-process mode the last process to decide wins.
         self.source_volume_dropped = Gauge(
             "interlink_source_volume_dropped",

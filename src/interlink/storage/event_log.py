@@ -12,13 +12,14 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.domain.models import Event
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import LOG_CHANNEL, Appended, LogEntry
 from interlink.storage.rows import event_row
-from interlink.storage.tables import cursors, events
+from interlink.storage.tables import cursors, events, idempotency_keys
 
 # The advisory lock appends to the log take on PostgreSQL (any constant unique to Interlink).
 LOG_APPEND_LOCK = 0x1A7E_106
@@ -42,6 +43,62 @@ def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElemen
     if where.received_before is not None:
         out.append(events.c.received_at < where.received_before)
     return out
+
+
+def _claim_keys(rows: Sequence[dict[str, Any]]) -> sa.Insert:
+    return (
+        postgresql.insert(idempotency_keys)
+        .values(
+            [
+                {
+                    "source_id": r["source_id"],
+                    "idempotency_key": r["idempotency_key"],
+                    "event_id": r["id"],
+                    "tenant_id": r["tenant_id"],
+                    "received_at": r["received_at"],
+                }
+                for r in rows
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(idempotency_keys.c.event_id)
+    )
+
+
+_SQLITE_INSERT = sqlite.insert(events).on_conflict_do_nothing(
+    index_elements=["source_id", "idempotency_key"]
+)
+
+
+async def insert_new(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Stores the events whose (source, idempotency key) the log does not hold yet; the others
+    are left as they are. On PostgreSQL the key is claimed in ``idempotency_keys`` first (its
+    primary key is what makes dedupe exact across the partitions of events), and only the
+    events whose key this statement claimed are written."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        await conn.execute(_SQLITE_INSERT, list(rows))
+        return
+    claimed = {r.event_id for r in await conn.execute(_claim_keys(rows))}
+    new = [r for r in rows if r["id"] in claimed]
+    if new:
+        await conn.execute(events.insert(), new)
+
+
+async def stored_ids(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The id of the event the log holds under each (source, idempotency key) it holds."""
+    if not keys:
+        return {}
+    on_sqlite = conn.dialect.name == "sqlite"
+    table = events if on_sqlite else idempotency_keys
+    id_column = events.c.id if on_sqlite else idempotency_keys.c.event_id
+    query = sa.select(table.c.source_id, table.c.idempotency_key, id_column.label("id")).where(
+        sa.tuple_(table.c.source_id, table.c.idempotency_key).in_(list(keys))
+    )
+    return {(r.source_id, r.idempotency_key): r.id for r in await conn.execute(query)}
 
 
 def event_from_row(row: Any) -> Event:
@@ -68,10 +125,6 @@ def event_from_row(row: Any) -> Event:
 class EventLog:
     def __init__(self, db: Database) -> None:
         self.db = db
-        dialect = sqlite if db.is_sqlite else postgresql
-        self._insert = dialect.insert(events).on_conflict_do_nothing(
-            index_elements=["source_id", "idempotency_key"]
-        )
 
     async def append(self, batch: Sequence[Event]) -> list[Appended]:
         """Stores a batch in one transaction (group commit); durable when this returns."""
@@ -82,13 +135,8 @@ class EventLog:
                 # Appends take turns, so ``seq`` values commit in the order they were taken and
                 # a router reading after its cursor never passes over one committed late.
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOG_APPEND_LOCK)))
-            await conn.execute(self._insert, rows)
-            stored = await conn.execute(
-                sa.select(events.c.source_id, events.c.idempotency_key, events.c.id).where(
-                    sa.tuple_(events.c.source_id, events.c.idempotency_key).in_(list(wanted))
-                )
-            )
-            ids = {(r.source_id, r.idempotency_key): r.id for r in stored}
+            await insert_new(conn, rows)
+            ids = await stored_ids(conn, list(wanted))
             if not self.db.is_sqlite:
                 await conn.execute(sa.select(sa.func.pg_notify(LOG_CHANNEL, "")))
         out = []

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.models import Event
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
-from interlink.storage.event_log import event_from_row
+from interlink.storage.event_log import event_from_row, insert_new, stored_ids
 from interlink.storage.ports import LOG_CHANNEL
 from interlink.storage.quarantine import QuarantineEntry, entry, entry_row
 from interlink.storage.rows import event_row
@@ -136,10 +136,8 @@ class NormalizationWrite:
     async def existing(self, source_id: str, idempotency_keys: Sequence[str]) -> set[str]:
         if not idempotency_keys:
             return set()
-        query = sa.select(events.c.idempotency_key).where(
-            events.c.source_id == source_id, events.c.idempotency_key.in_(list(idempotency_keys))
-        )
-        return {r.idempotency_key for r in await self._conn.execute(query)}
+        keys = [(source_id, k) for k in idempotency_keys]
+        return {k for _, k in await stored_ids(self._conn, keys)}
 
     async def append(self, batch: Sequence[Event]) -> None:
         """Appends canonical events; one already there (same source and key) is left as it is."""
@@ -154,10 +152,7 @@ class NormalizationWrite:
             }
             for e in batch
         ]
-        insert = self._dialect.insert(events).on_conflict_do_nothing(
-            index_elements=["source_id", "idempotency_key"]
-        )
-        await self._conn.execute(insert, rows)
+        await insert_new(self._conn, rows)
 
     async def put_states(self, states: Sequence[EntityState]) -> None:
         if not states:

@@ -122,8 +122,26 @@ events = sa.Table(
     sa.Column("origin", sa.String(16), nullable=False, server_default="partner"),
     sa.Column("derived_from", sa.String(40)),
     sa.Column("schema_version", sa.Integer),
+    # SQLite: ingest's dedupe. PostgreSQL partitions events by day (storage/partitions.py),
+    # which no unique constraint without received_at survives: idempotency_keys dedupes there.
     sa.UniqueConstraint("source_id", "idempotency_key", name="uq_events_source_idempotency"),
     sa.Index("ix_events_tenant_id", "tenant_id", "id"),
+    # The API's list filters (newest first).
+    sa.Index("ix_events_tenant_type", "tenant_id", "type", "id"),
+    sa.Index("ix_events_tenant_source", "tenant_id", "source_id", "id"),
+)
+
+# PostgreSQL only: each (source, partner event id) the log holds, and the event stored under it.
+# Exact across the partitions of events; pruned with them (storage/maintenance.py).
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("idempotency_key", sa.String(300), primary_key=True),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Index("ix_idempotency_keys_received", "received_at"),
 )
 
 deliveries = sa.Table(
@@ -160,6 +178,7 @@ deliveries = sa.Table(
         postgresql_where=sa.text(_HEADS),
     ),
     sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_deliveries_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_deliveries_endpoint", "endpoint_id", "status"),
     # Only dead deliveries: the dead-letter view and bulk redrive, by tenant or by endpoint.
     sa.Index(

@@ -24,8 +24,10 @@ def _run(connection: Connection) -> None:
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # Processes starting together (several roles) migrate one at a time; the others
-            # then find the schema at head and do nothing.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            # then find the schema at head and do nothing. A session lock, not a transaction's:
+            # a migration that builds indexes concurrently commits on its way (0011), and the
+            # lock must outlive that. The connection is not pooled: closing it releases the lock.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
