@@ -129,6 +129,7 @@ events = sa.Table(
     # The API's list filters (newest first).
     sa.Index("ix_events_tenant_type", "tenant_id", "type", "id"),
     sa.Index("ix_events_tenant_source", "tenant_id", "source_id", "id"),
+    sa.Index("ix_events_tenant_received", "tenant_id", "received_at"),
 )
 
 # PostgreSQL only: each (source, partner event id) the log holds, and the event stored under it.

@@ -7,7 +7,8 @@ instead of deleting rows. A partitioned table cannot have a unique constraint wi
 partition key, so ingest's dedupe moves to ``idempotency_keys`` (source, partner event id →
 event id, with ``received_at`` for pruning): exact across partitions. On SQLite, which cannot
 partition, the unique constraint on events stays and retention deletes in batches; both get the
-indexes the API's list filters need (events by type and by source, deliveries by status).
+indexes the API's list filters need (events by type, by source and by time, deliveries by
+status).
 
 Safe on a live database (PostgreSQL), step by step, and the locks each takes:
 
@@ -70,11 +71,13 @@ _EVENT_INDEXES = {
     "ix_events_tenant_id": "(tenant_id, id)",  # a tenant's events, newest first
     "ix_events_tenant_type": "(tenant_id, type, id)",  # ... of a type
     "ix_events_tenant_source": "(tenant_id, source_id, id)",  # ... of a source
+    "ix_events_tenant_received": "(tenant_id, received_at)",  # ... received in a time range
     "ix_events_source_key": "(source_id, idempotency_key)",  # canonical events of a partner's
 }
 _LIST_INDEXES = {
     "ix_events_tenant_type": ("events", "(tenant_id, type, id)"),
     "ix_events_tenant_source": ("events", "(tenant_id, source_id, id)"),
+    "ix_events_tenant_received": ("events", "(tenant_id, received_at)"),
     "ix_deliveries_tenant_status": ("deliveries", "(tenant_id, status, id)"),
 }
 
