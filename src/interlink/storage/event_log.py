@@ -46,22 +46,27 @@ def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElemen
 
 
 def _claim_keys(rows: Sequence[dict[str, Any]]) -> sa.Insert:
-    return (
-        postgresql.insert(idempotency_keys)
-        .values(
-            [
-                {
-                    "source_id": r["source_id"],
-                    "idempotency_key": r["idempotency_key"],
-                    "event_id": r["id"],
-                    "tenant_id": r["tenant_id"],
-                    "received_at": r["received_at"],
-                }
-                for r in rows
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(idempotency_keys.c.event_id)
+    insert = postgresql.insert(idempotency_keys).values(
+        [
+            {
+                "source_id": r["source_id"],
+                "idempotency_key": r["idempotency_key"],
+                "event_id": r["id"],
+                "tenant_id": r["tenant_id"],
+                "received_at": r["received_at"],
+            }
+            for r in rows
+        ]
+    )
+    # A key held already is "updated" to itself, so that RETURNING names its event too: one
+    # round trip answers for new and duplicate keys alike.
+    return insert.on_conflict_do_update(
+        index_elements=["source_id", "idempotency_key"],
+        set_={"source_id": insert.excluded.source_id},
+    ).returning(
+        idempotency_keys.c.source_id,
+        idempotency_keys.c.idempotency_key,
+        idempotency_keys.c.event_id,
     )
 
 
@@ -69,21 +74,31 @@ _SQLITE_INSERT = sqlite.insert(events).on_conflict_do_nothing(
     index_elements=["source_id", "idempotency_key"]
 )
 
+Key = tuple[str, str]  # (source id, idempotency key)
 
-async def insert_new(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Stores the events whose (source, idempotency key) the log does not hold yet; the others
-    are left as they are. On PostgreSQL the key is claimed in ``idempotency_keys`` first (its
-    primary key is what makes dedupe exact across the partitions of events), and only the
-    events whose key this statement claimed are written."""
+
+async def insert_new(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[Key, str]:
+    """Stores the events whose (source, idempotency key) the log does not hold yet, and answers
+    the id of the event stored under each key: the new one, or the one first stored. On
+    PostgreSQL the key is claimed in ``idempotency_keys`` first (its primary key is what makes
+    dedupe exact across the partitions of events), and only the events whose key this
+    statement claimed are written."""
     if not rows:
-        return
+        return {}
     if conn.dialect.name == "sqlite":
         await conn.execute(_SQLITE_INSERT, list(rows))
-        return
-    claimed = {r.event_id for r in await conn.execute(_claim_keys(rows))}
-    new = [r for r in rows if r["id"] in claimed]
+        return await stored_ids(conn, list({(r["source_id"], r["idempotency_key"]) for r in rows}))
+    first: dict[Key, dict[str, Any]] = {}
+    for r in rows:  # a key twice in one batch: its first event (one statement claims a key once)
+        first.setdefault((r["source_id"], r["idempotency_key"]), r)
+    held = {
+        (k.source_id, k.idempotency_key): k.event_id
+        for k in await conn.execute(_claim_keys(list(first.values())))
+    }
+    new = [r for key, r in first.items() if held[key] == r["id"]]
     if new:
         await conn.execute(events.insert(), new)
+    return held
 
 
 async def stored_ids(
@@ -129,14 +144,12 @@ class EventLog:
     async def append(self, batch: Sequence[Event]) -> list[Appended]:
         """Stores a batch in one transaction (group commit); durable when this returns."""
         rows = [event_row(e) for e in batch]
-        wanted = {(e.source_id, e.idempotency_key) for e in batch}
         async with self.db.write() as conn:
             if not self.db.is_sqlite:
                 # Appends take turns, so ``seq`` values commit in the order they were taken and
                 # a router reading after its cursor never passes over one committed late.
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOG_APPEND_LOCK)))
-            await insert_new(conn, rows)
-            ids = await stored_ids(conn, list(wanted))
+            ids = await insert_new(conn, rows)
             if not self.db.is_sqlite:
                 await conn.execute(sa.select(sa.func.pg_notify(LOG_CHANNEL, "")))
         out = []

@@ -9,8 +9,8 @@ older than it: ``DETACH PARTITION … CONCURRENTLY`` (it waits for the queries t
 partition and blocks none), then the deliveries (with their attempts) of its events, then
 ``DROP TABLE``. An events partition is kept while any of its events has a live (pending,
 scheduled, in-flight) delivery or lies beyond a log cursor (not routed or normalized yet): those
-are never dropped. Attempts partitions go by their own time. Then the ingest dedupe keys older
-than the oldest events partition left go, so a key is forgotten exactly with its event. DDL runs
+are never dropped. Attempts partitions go by their own time. The ingest dedupe keys of a
+dropped partition's events go with them, so a key is forgotten exactly with its event. DDL runs
 as the schema's owner (``migration_database_url``): the application role owns no table. A pass
 that was stopped half-way (a detach pending, a partition detached but not dropped) is finished by
 the next one.
@@ -57,7 +57,8 @@ _LIVE_IN_RANGE = sa.text(
 
 
 def _events_partition(name: str) -> sa.TableClause:
-    return sa.table(name, sa.column("seq"), sa.column("id"))
+    columns = ("seq", "id", "source_id", "idempotency_key")
+    return sa.table(name, *[sa.column(c) for c in columns])
 
 
 @dataclass
@@ -162,7 +163,6 @@ class Maintenance:
                     cutoff = self.cutoff(now)
                     if cutoff is not None:
                         await self._retire(ddl, table, cutoff, report)
-                await self._prune_keys(report)
             finally:
                 await ddl.execute(sa.select(sa.func.pg_advisory_unlock(MAINTENANCE_LOCK)))
                 await raw.invalidate()  # not back to the pool with its session settings
@@ -251,8 +251,8 @@ class Maintenance:
         self._on_dropped(table, "partition", 1)
 
     async def _purge_deliveries(self, partition: str, report: Report) -> None:
-        """The deliveries of a detached partition's events, with their attempts, in batches by
-        the partition's own ``seq`` index."""
+        """The deliveries of a detached partition's events, with their attempts, and the
+        events' dedupe keys, in batches by the partition's own ``seq`` index."""
         after = 0
         part = _events_partition(partition)
         while True:
@@ -263,6 +263,13 @@ class Maintenance:
                     return
                 after = rows[-1].seq
                 await self._delete_deliveries(conn, [r.id for r in rows], report)
+                key = sa.tuple_(idempotency_keys.c.source_id, idempotency_keys.c.idempotency_key)
+                gone = await conn.execute(
+                    idempotency_keys.delete().where(
+                        key.in_([(r.source_id, r.idempotency_key) for r in rows])
+                    )
+                )
+                report.count("idempotency_keys", gone.rowcount)
 
     async def _delete_deliveries(
         self, conn: AsyncConnection, event_ids: Sequence[str], report: Report
@@ -282,23 +289,6 @@ class Maintenance:
             result = await conn.execute(attempts.delete().where(attempts.c.delivery_id.in_(gone)))
             report.count("attempts", result.rowcount)
         report.count("deliveries", len(gone))
-
-    async def _prune_keys(self, report: Report) -> None:
-        oldest = next(iter(await self.layout("events")), None)
-        if oldest is None or oldest.lower == -math.inf:
-            return
-        while True:
-            async with self.owner.write() as conn:
-                batch = (
-                    sa.select(idempotency_keys.c.source_id, idempotency_keys.c.idempotency_key)
-                    .where(idempotency_keys.c.received_at < oldest.lower)
-                    .limit(self.batch)
-                )
-                key = sa.tuple_(idempotency_keys.c.source_id, idempotency_keys.c.idempotency_key)
-                result = await conn.execute(idempotency_keys.delete().where(key.in_(batch)))
-            report.count("idempotency_keys", result.rowcount)
-            if result.rowcount < self.batch:
-                return
 
     # SQLite ---------------------------------------------------------------------------------------
 

@@ -133,7 +133,8 @@ events = sa.Table(
 )
 
 # PostgreSQL only: each (source, partner event id) the log holds, and the event stored under it.
-# Exact across the partitions of events; pruned with them (storage/maintenance.py).
+# Exact across the partitions of events; a partition's keys are dropped with it
+# (storage/maintenance.py). Also what finds the canonical events made from a partner's event.
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
@@ -142,7 +143,6 @@ idempotency_keys = sa.Table(
     sa.Column("event_id", sa.String(40), nullable=False),
     sa.Column("tenant_id", sa.String(40), nullable=False),
     sa.Column("received_at", Time, nullable=False),
-    sa.Index("ix_idempotency_keys_received", "received_at"),
 )
 
 deliveries = sa.Table(

@@ -17,9 +17,18 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.storage.database import Database
-from interlink.storage.tables import attempts, deliveries, endpoints, events, quarantine, sources
+from interlink.storage.tables import (
+    attempts,
+    deliveries,
+    endpoints,
+    events,
+    idempotency_keys,
+    quarantine,
+    sources,
+)
 
 
 class Received(msgspec.Struct, frozen=True, tag="received", tag_field="step"):
@@ -114,6 +123,20 @@ def _trace_id(traceparent: str | None) -> str | None:
     return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
+def _made_from(conn: AsyncConnection, source_id: str, event_id: str) -> sa.Select[Any]:
+    """The ids of the canonical events made from a partner's event: their idempotency keys are
+    ``<event id>#<index>``, a range of the dedupe index (on PostgreSQL in ``idempotency_keys``,
+    since the partitioned events have none)."""
+    on_sqlite = conn.dialect.name == "sqlite"
+    keyed = events if on_sqlite else idempotency_keys
+    ids = events.c.id if on_sqlite else idempotency_keys.c.event_id
+    return sa.select(ids).where(
+        keyed.c.source_id == source_id,
+        keyed.c.idempotency_key > f"{event_id}#",
+        keyed.c.idempotency_key < f"{event_id}$",  # '$' follows '#'
+    )
+
+
 async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline | None:
     """The event's steps in time order, or None if the tenant has no such event."""
     async with db.read() as conn:
@@ -173,9 +196,7 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
                 await conn.execute(
                     sa.select(events.c.id, events.c.type, events.c.key, events.c.received_at)
                     .where(
-                        events.c.source_id == event.source_id,
-                        events.c.idempotency_key > f"{event_id}#",
-                        events.c.idempotency_key < f"{event_id}$",  # '$' follows '#'
+                        events.c.id.in_(_made_from(conn, event.source_id, event_id)),
                         events.c.derived_from == event_id,
                         events.c.tenant_id == tenant_id,
                     )

@@ -72,7 +72,6 @@ _EVENT_INDEXES = {
     "ix_events_tenant_type": "(tenant_id, type, id)",  # ... of a type
     "ix_events_tenant_source": "(tenant_id, source_id, id)",  # ... of a source
     "ix_events_tenant_received": "(tenant_id, received_at)",  # ... received in a time range
-    "ix_events_source_key": "(source_id, idempotency_key)",  # canonical events of a partner's
 }
 _LIST_INDEXES = {
     "ix_events_tenant_type": ("events", "(tenant_id, type, id)"),
@@ -98,7 +97,6 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(40), nullable=False),
         sa.Column("received_at", Time, nullable=False),
     )
-    op.create_index("ix_idempotency_keys_received", "idempotency_keys", ["received_at"])
     rls.protect("idempotency_keys")
     op.execute("ALTER INDEX ix_events_tenant_id RENAME TO events_history_tenant_id")
     op.execute("ALTER INDEX ix_attempts_delivery RENAME TO attempts_history_delivery")
