@@ -10,6 +10,7 @@ failure in CI.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from tests.conftest import app_url, connect
+from typer.testing import CliRunner
 
+from interlink.cli import app
 from interlink.domain.ids import new_id
 from interlink.domain.models import Event
 from interlink.storage import migrate, partitions, rls
@@ -320,3 +323,39 @@ async def test_sqlite_retention_deletes_the_old_log_in_batches(tmp_path: Path) -
         assert left == [live]
     finally:
         await db.close()
+
+
+async def test_the_maintenance_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    await asyncio.to_thread(migrate.upgrade, url)
+    db = Database(url)
+    try:
+        await EventLog(db).append([event(time.time() - 30 * DAY + i) for i in range(5)])
+        await routed_to(db, 10**9)
+    finally:
+        await db.close()
+    env = {"INTERLINK_DATABASE_URL": url, "INTERLINK_CONFIG": str(tmp_path / "none.toml")}
+    run = functools.partial(CliRunner().invoke, app, env=env)
+    result = await asyncio.to_thread(run, ["maintenance", "run"])
+    assert result.exit_code == 0, result.output
+    assert "rows dropped: none" in result.output  # no retention set: events are kept
+    result = await asyncio.to_thread(run, ["maintenance", "run", "--retention-days", "7"])
+    assert result.exit_code == 0, result.output
+    assert "rows dropped: events 5" in result.output
+    result = await asyncio.to_thread(run, ["maintenance", "run", "--retention-days", "0"])
+    assert result.exit_code == 2 and "retention_days must be more than 0" in result.output
+
+
+async def test_the_maintenance_command_on_postgres(
+    pg: tuple[Database, Database], postgres_database: str, tmp_path: Path
+) -> None:
+    env = {
+        "INTERLINK_DATABASE_URL": app_url(postgres_database),
+        "INTERLINK_MIGRATION_DATABASE_URL": postgres_database,
+        "INTERLINK_CONFIG": str(tmp_path / "none.toml"),
+    }
+    far = time.time() + 30 * DAY
+    await EventLog(pg[0]).append([event(far)])
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["maintenance", "run"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "partitions made: none" in result.output and "partitions dropped: none" in result.output
