@@ -5,7 +5,7 @@ On PostgreSQL ``events`` becomes a table partitioned by range of ``received_at``
 ``attempts`` one by ``started_at`` (storage/partitions.py), so retention drops whole days
 instead of deleting rows. A partitioned table cannot have a unique constraint without its
 partition key, so ingest's dedupe moves to ``idempotency_keys`` (source, partner event id →
-event id, with ``received_at`` for pruning): exact across partitions. On SQLite, which cannot
+event id, with its tenant and ``received_at``): exact across partitions. On SQLite, which cannot
 partition, the unique constraint on events stays and retention deletes in batches. The API's
 list filters get their indexes: deliveries by status on both; events by type, by source and by
 time on PostgreSQL only — on SQLite the three would cost ingest a fifth of its append rate
