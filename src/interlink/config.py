@@ -69,6 +69,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     secrets_key: tuple[str, ...] = ()
     # A connection's token is refreshed once this share of its lifetime has passed.
     oauth_refresh_fraction: float = 0.8
+    # Where a partner kit's API is, by kit name, when not where the kit says (a sandbox, a
+    # regional host, a simulator); env: INTERLINK_PARTNER_API_URLS="pms_gamma=https://…,…".
+    partner_api_urls: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.oauth_refresh_fraction <= 1:
@@ -95,6 +98,18 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
+_MAP_FIELDS = {"partner_api_urls"}
+
+
+def _from_env(name: str, raw: str) -> Any:
+    if name in _LIST_FIELDS:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    if name in _MAP_FIELDS:
+        pairs = [p.partition("=") for p in raw.split(",") if p.strip()]
+        if any(not k.strip() or not sep for k, sep, _ in pairs):
+            raise ConfigError(f"INTERLINK_{name.upper()}: give name=value pairs, comma-separated")
+        return {k.strip(): v.strip() for k, _, v in pairs}
+    return raw
 
 
 def load(
@@ -112,9 +127,7 @@ def load(
         raw = env.get(f"INTERLINK_{name.upper()}")
         if raw is None:
             continue
-        values[name] = (
-            [p.strip() for p in raw.split(",") if p.strip()] if name in _LIST_FIELDS else raw
-        )
+        values[name] = _from_env(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)

@@ -25,6 +25,8 @@ from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.partner_events import partner_events as sqlite_partner_events
 from interlink.storage.tables import entity_states, events, quarantine, sources
 
+FETCH_FAILED = "fetch_failed"  # partners.pipeline.Stage.FETCH: the entries retried by themselves
+
 
 class EntityRef(NamedTuple):
     source_id: str
@@ -64,6 +66,35 @@ class NormalizationStore:
         )
         async with self.db.read() as conn:
             return [(event_from_row(r), r.source_kit) for r in await conn.execute(query)]
+
+    async def open_fetches(self, limit: int) -> list[tuple[QuarantineEntry, int]]:
+        """Open ``fetch_failed`` entries, oldest first, each with how many times its event's
+        fetch has failed (the entries of it, resolved ones included): the retry's backoff."""
+        async with self.db.read() as conn:
+            query = (
+                quarantine.select()
+                .where(quarantine.c.stage == FETCH_FAILED, quarantine.c.resolved_at.is_(None))
+                .order_by(quarantine.c.created_at)
+                .limit(limit)
+            )
+            found = [entry(r) for r in await conn.execute(query)]
+            if not found:
+                return []
+            counts = sa.select(quarantine.c.event_id, sa.func.count().label("n")).where(
+                quarantine.c.event_id.in_([e.event_id for e in found]),
+                quarantine.c.stage == FETCH_FAILED,
+            )
+            tries = {
+                r.event_id: int(r.n)
+                for r in await conn.execute(counts.group_by(quarantine.c.event_id))
+            }
+        return [(e, tries.get(e.event_id, 1)) for e in found]
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[NormalizationWrite]:
+        """Reads only, without the write lock (what is then written is read again under it)."""
+        async with self.db.read() as conn:
+            yield NormalizationWrite(conn, self._dialect, lock=False)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[NormalizationWrite]:
