@@ -141,6 +141,10 @@ async def test_a_thin_notification_is_fetched_then_delivered_as_its_canonical_ev
     receiver = await receiver_factory()
     source = await gamma(harness, key, receiver, partner)
     assert source["source"]["verifier"] == "hmac"  # the kit's scheme: SHA-512 over ts.body
+    kits = (await harness.get(key, "/api/v1/partner-kits")).json()["data"]
+    api = next(k for k in kits if k["name"] == "pms_gamma")["api"]
+    assert api["partner"] == "gamma_stays"  # what the tenant's connection must name
+    assert api["fetch"][0]["path"] == "bookings/{booking_id}"
     for number, name in enumerate(["bookings_create", "bookings_update", "bookings_cancel"], 1):
         notification, booking, want = case(name)
         hold(partner, booking)
