@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from tests.canary import Sweep
@@ -23,6 +24,8 @@ from interlink.ingress.verifiers.hmac_scheme import sign_hmac
 from interlink.partners.client import ClientPolicy
 from interlink.partners.fetcher import Fetcher
 from interlink.partners.simulator import PartnerSimulator
+from interlink.partners.stage import Normalization
+from interlink.storage.normalization import NormalizationStore
 from interlink.storage.tables import events
 from interlink.storage.tenancy import system_scope
 
@@ -279,3 +282,64 @@ async def _normalized(h: Harness) -> int:
         async with h.system.db.read() as conn:
             query = sa.select(sa.func.count()).where(events.c.derived_from.is_not(None))
             return int((await conn.execute(query)).scalar_one())
+
+
+async def test_retries_page_through_every_open_entry_and_stop_while_the_breaker_is_open(
+    harness: Harness, receiver_factory: Any, partner: PartnerSimulator
+) -> None:
+    key = await harness.tenant()
+    receiver = await receiver_factory()
+    source = await harness.post(key, "/api/v1/sources", {"name": "gamma", "kit": "pms_gamma"})
+    ep = await harness.post(key, "/api/v1/endpoints", {"url": receiver.url})
+    receiver.secret = ep["secret"]
+    await harness.post(
+        key, "/api/v1/subscriptions", {"endpoint_id": ep["endpoint"]["id"], "event_types": ["*"]}
+    )
+    system = harness.system
+    system.normalization.fetch_retry = RetryPolicy(schedule=(3600.0,), jitter=0.0)  # not here
+    # A second stage on the same database, as another process's: its retries are the test's.
+    slow_to_close = msgspec.structs.replace(
+        POLICY,
+        breaker=msgspec.structs.replace(POLICY.breaker, open_seconds=60.0, max_open_seconds=60.0),
+    )
+    other = Normalization(
+        NormalizationStore(system.db),
+        system.log_writer,
+        system.kits,
+        system.catalog,
+        fetcher=Fetcher(
+            system.partner_session,
+            system.tokens,
+            base_urls=system.settings.partner_api_urls,
+            policy=slow_to_close,
+        ),
+        fetch_retry=RetryPolicy(schedule=(0.0,) * 10, jitter=0.0),
+    )
+    notification, booking, _ = case("bookings_create")
+    for i in (1, 2):
+        hold(partner, dict(booking, id=f"GS-{i}"))
+        await notify(
+            harness, source, dict(notification, notification_id=f"n{i}", booking_id=f"GS-{i}")
+        )
+
+    async def open_count(n: int) -> bool:
+        return len(await entries(harness, key, status="open", stage="fetch_failed")) == n
+
+    await eventually(lambda: open_count(2))  # no connection yet
+    await connect(harness, key, partner)
+    with system_scope("test: the other stage's retries"):
+        assert await other.retry_fetches(page=1) == 2  # one page at a time, both reached
+    await eventually(lambda: len(receiver.received) == 2)
+    assert await open_count(0)
+
+    await partner.go_down()
+    hold(partner, dict(booking, id="GS-3"))
+    await notify(harness, source, dict(notification, notification_id="n3", booking_id="GS-3"))
+    await eventually(lambda: open_count(1))
+    with system_scope("test: the other stage's retries"):
+        tries = [await other.retry_fetches() for _ in range(4)]
+        assert tries[0] == 1 and tries[-1] == 0  # connection errors opened its breaker
+        before = len(await entries(harness, key, stage="fetch_failed"))
+        assert await other.retry_fetches() == 0  # refused by the open breaker: not even tried
+    assert len(await entries(harness, key, stage="fetch_failed")) == before
+    assert await open_count(1)

@@ -254,23 +254,36 @@ class Normalization:
         resolved = msgspec.structs.replace(entry, resolved_at=time.time(), resolution="reprocessed")
         return Reprocessed(resolved, appended, again)
 
-    async def retry_fetches(self, limit: int = 100) -> int:
-        """Reprocesses the open ``fetch_failed`` entries that are due; how many it tried."""
-        tried = 0
+    async def retry_fetches(self, most: int = 100, page: int = 500) -> int:
+        """Reprocesses up to ``most`` of the open ``fetch_failed`` entries that are due; how many
+        it tried. Every open entry is looked at (a page at a time), so entries waiting long
+        backoffs never keep due ones behind them from their turn."""
+        tried, after = 0, None
         now = time.time()
-        for entry, attempts in await self._store.open_fetches(limit):
-            delay = self.fetch_retry.next_delay(attempts - 1)
-            if delay is None or now < entry.created_at + delay:
-                continue  # not yet, or no more automatic tries (an operator's to reprocess)
-            kit = self.kits.get(entry.kit or "")
-            if kit is not None and self.fetcher and self.fetcher.blocked_until(kit):
-                continue  # the partner's breaker is open: no new entry per refusal
-            try:
-                await self.reprocess(entry.tenant_id, entry.id)
-            except AlreadyResolved:
-                continue  # an operator (or another process) was first
-            tried += 1
+        while tried < most:
+            found = await self._store.open_fetches(page, after=after)
+            if not found:
+                break
+            after = found[-1][0].id
+            for entry, attempts in found:
+                if tried >= most:
+                    break
+                if await self._retry_due(entry, attempts, now):
+                    tried += 1
         return tried
+
+    async def _retry_due(self, entry: QuarantineEntry, attempts: int, now: float) -> bool:
+        delay = self.fetch_retry.next_delay(attempts - 1)
+        if delay is None or now < entry.created_at + delay:
+            return False  # not yet, or no more automatic tries (an operator's to reprocess)
+        kit = self.kits.get(entry.kit or "")
+        if kit is not None and self.fetcher and self.fetcher.blocked_until(kit):
+            return False  # the partner's breaker is open: no new entry per refusal
+        try:
+            await self.reprocess(entry.tenant_id, entry.id)
+        except AlreadyResolved:
+            return False  # an operator (or another process) was first
+        return True
 
     async def run_fetch_retries(self, interval: float) -> None:
         while True:

@@ -67,16 +67,20 @@ class NormalizationStore:
         async with self.db.read() as conn:
             return [(event_from_row(r), r.source_kit) for r in await conn.execute(query)]
 
-    async def open_fetches(self, limit: int) -> list[tuple[QuarantineEntry, int]]:
-        """Open ``fetch_failed`` entries, oldest first, each with how many times its event's
-        fetch has failed (the entries of it, resolved ones included): the retry's backoff."""
+    async def open_fetches(
+        self, limit: int, *, after: str | None = None
+    ) -> list[tuple[QuarantineEntry, int]]:
+        """Open ``fetch_failed`` entries after the id ``after``, oldest first, each with how many
+        times its event's fetch has failed (its entries, resolved ones included): the backoff."""
         async with self.db.read() as conn:
             query = (
                 quarantine.select()
                 .where(quarantine.c.stage == FETCH_FAILED, quarantine.c.resolved_at.is_(None))
-                .order_by(quarantine.c.created_at)
+                .order_by(quarantine.c.id)
                 .limit(limit)
             )
+            if after is not None:
+                query = query.where(quarantine.c.id > after)
             found = [entry(r) for r in await conn.execute(query)]
             if not found:
                 return []
