@@ -261,7 +261,7 @@ class Normalization:
         tried, after = 0, None
         now = time.time()
         while tried < most:
-            found = await self._store.open_fetches(page, after=after)
+            found = await self._store.open_entries(Stage.FETCH.value, page, after=after)
             if not found:
                 break
             after = found[-1][0].id

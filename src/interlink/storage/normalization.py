@@ -25,8 +25,6 @@ from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.partner_events import partner_events as sqlite_partner_events
 from interlink.storage.tables import entity_states, events, quarantine, sources
 
-FETCH_FAILED = "fetch_failed"  # partners.pipeline.Stage.FETCH: the entries retried by themselves
-
 
 class EntityRef(NamedTuple):
     source_id: str
@@ -67,15 +65,15 @@ class NormalizationStore:
         async with self.db.read() as conn:
             return [(event_from_row(r), r.source_kit) for r in await conn.execute(query)]
 
-    async def open_fetches(
-        self, limit: int, *, after: str | None = None
+    async def open_entries(
+        self, stage: str, limit: int, *, after: str | None = None
     ) -> list[tuple[QuarantineEntry, int]]:
-        """Open ``fetch_failed`` entries after the id ``after``, oldest first, each with how many
-        times its event's fetch has failed (its entries, resolved ones included): the backoff."""
+        """Open entries of ``stage`` after the id ``after``, oldest first, each with how many
+        entries of that stage its event has had (resolved ones included): a retry's backoff."""
         async with self.db.read() as conn:
             query = (
                 quarantine.select()
-                .where(quarantine.c.stage == FETCH_FAILED, quarantine.c.resolved_at.is_(None))
+                .where(quarantine.c.stage == stage, quarantine.c.resolved_at.is_(None))
                 .order_by(quarantine.c.id)
                 .limit(limit)
             )
@@ -86,7 +84,7 @@ class NormalizationStore:
                 return []
             counts = sa.select(quarantine.c.event_id, sa.func.count().label("n")).where(
                 quarantine.c.event_id.in_([e.event_id for e in found]),
-                quarantine.c.stage == FETCH_FAILED,
+                quarantine.c.stage == stage,
             )
             tries = {
                 r.event_id: int(r.n)
