@@ -41,6 +41,7 @@ from interlink.ingress.group_commit import GroupCommit
 from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, MetricsEndpoint, StateCollector
 from interlink.observability.volume_monitor import VolumeMonitor
+from interlink.partners.fetcher import Fetcher
 from interlink.partners.kit import KitRegistry
 from interlink.partners.oauth import TokenEndpoint
 from interlink.partners.outbound import PartnerSession
@@ -197,12 +198,22 @@ class Interlink:
         self.kits = KitRegistry.installed()
         self.catalog = EventCatalog.builtin()
         self.quarantine = Quarantine(self.db)
+        # OAuth connections to partner APIs: tokens refreshed in the background before expiry.
+        self.partner_session = PartnerSession(self.outbound)
+        self.tokens = TokenManager(
+            Connections(self.db, SecretBox(secrets_keys(settings.secrets_key))),
+            TokenEndpoint(self.partner_session),
+            RefreshPolicy(refresh_fraction=settings.oauth_refresh_fraction),
+            poll_interval=settings.poll_interval_seconds,
+        )
         self.normalization = Normalization(
             NormalizationStore(self.db, self._driver),
             self.log_writer,
             self.kits,
             self.catalog,
             on_appended=lambda: self.router.wake(),  # canonical events to route
+            # Thin notifications: what they point at, fetched with the tenant's connection.
+            fetcher=Fetcher(self.partner_session, self.tokens, base_urls=settings.partner_api_urls),
         )
         self.router = Router(
             self.log_writer,
@@ -211,14 +222,6 @@ class Interlink:
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
             normalize=self.normalization,
-        )
-        # OAuth connections to partner APIs: tokens refreshed in the background before expiry.
-        self.partner_session = PartnerSession(self.outbound)
-        self.tokens = TokenManager(
-            Connections(self.db, SecretBox(secrets_keys(settings.secrets_key))),
-            TokenEndpoint(self.partner_session),
-            RefreshPolicy(refresh_fraction=settings.oauth_refresh_fraction),
-            poll_interval=settings.poll_interval_seconds,
         )
         self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
         self.jobs = Jobs(self.db, self.deliveries)
@@ -304,6 +307,10 @@ class Interlink:
             self._tasks = []
             if Role.ROUTER in self.roles:
                 self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
+                retries = self.normalization.run_fetch_retries(
+                    5 * self.settings.poll_interval_seconds
+                )
+                self._tasks.append(asyncio.create_task(retries, name="fetch-retries"))
             if Role.DISPATCHER in self.roles:
                 self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             if Role.SCHEDULER in self.roles:

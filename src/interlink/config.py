@@ -73,6 +73,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # scheduler's maintenance (storage/maintenance.py); unset: kept forever (README says why).
     retention_days: float | None = None
     maintenance_interval_seconds: float = 3600.0
+    # Where a partner kit's API is, by kit name, when not where the kit says (a sandbox, a
+    # regional host, a simulator); env: INTERLINK_PARTNER_API_URLS="pms_gamma=https://…,…".
+    partner_api_urls: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.retention_days is not None and not self.retention_days > 0:
@@ -101,6 +104,18 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
+_MAP_FIELDS = {"partner_api_urls"}
+
+
+def _from_env(name: str, raw: str) -> Any:
+    if name in _LIST_FIELDS:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    if name in _MAP_FIELDS:
+        pairs = [p.partition("=") for p in raw.split(",") if p.strip()]
+        if any(not k.strip() or not sep for k, sep, _ in pairs):
+            raise ConfigError(f"INTERLINK_{name.upper()}: give name=value pairs, comma-separated")
+        return {k.strip(): v.strip() for k, _, v in pairs}
+    return raw
 
 
 def load(
@@ -118,9 +133,7 @@ def load(
         raw = env.get(f"INTERLINK_{name.upper()}")
         if raw is None:
             continue
-        values[name] = (
-            [p.strip() for p in raw.split(",") if p.strip()] if name in _LIST_FIELDS else raw
-        )
+        values[name] = _from_env(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)

@@ -52,3 +52,14 @@ def test_secrets_keys_are_a_comma_separated_list(tmp_path: Path) -> None:
     a, b = "A" * 43 + "=", "B" * 43 + "="
     settings = load(str(tmp_path / "none.toml"), env={"INTERLINK_SECRETS_KEY": f"{a}, {b}"})
     assert settings.secrets_key == (a, b)
+
+
+def test_partner_api_urls_by_kit_from_the_environment_or_the_file(tmp_path: Path) -> None:
+    env = {"INTERLINK_PARTNER_API_URLS": "pms_gamma=http://127.0.0.1:9/v2, other=https://x"}
+    settings = load(str(tmp_path / "none.toml"), env=env)
+    assert settings.partner_api_urls == {"pms_gamma": "http://127.0.0.1:9/v2", "other": "https://x"}
+    file = tmp_path / "interlink.toml"
+    file.write_text('[partner_api_urls]\npms_gamma = "https://sandbox.example/v2"\n')
+    assert load(str(file), env={}).partner_api_urls == {"pms_gamma": "https://sandbox.example/v2"}
+    with pytest.raises(ConfigError, match="name=value"):
+        load(str(tmp_path / "none.toml"), env={"INTERLINK_PARTNER_API_URLS": "just-a-url"})

@@ -96,3 +96,25 @@ def test_identifiers_must_be_identifiers(headers: dict[str, str], key: str, word
     body = msgspec.json.encode(payload)
     with pytest.raises(EnvelopeError, match=words):
         extract(payload, body, headers, Envelope(key_path="data.id"))
+
+
+@given(
+    st.lists(
+        st.lists(st.from_regex(r"[a-z0-9_\-]{1,6}", fullmatch=True), min_size=1, max_size=3).map(
+            "/".join
+        ),
+        min_size=1,
+        max_size=3,
+    ).map(".".join)
+)
+def test_partner_types_with_slashes_pass_the_envelope(topic: str) -> None:
+    payload = {"topic": topic, "id": 1}
+    body = msgspec.json.encode(payload)
+    assert extract(payload, body, {}, Envelope(type_path="topic")).type == topic
+
+
+@pytest.mark.parametrize("bad", ["orders/", "orders//create", "/orders", "orders/ create"])
+def test_malformed_slash_types_are_refused(bad: str) -> None:
+    payload = {"topic": bad}
+    with pytest.raises(EnvelopeError, match="invalid event type"):
+        extract(payload, msgspec.json.encode(payload), {}, Envelope(type_path="topic"))

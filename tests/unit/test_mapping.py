@@ -115,6 +115,8 @@ def test_every_coercion_gives_a_value_or_a_mapping_error(kind: str, value: Any) 
         ("iso8601", "2026-03-01T10:00:00+01:00", "2026-03-01T09:00:00Z"),
         ("epoch", 1772359200, "2026-03-01T10:00:00Z"),
         ("epoch_ms", 1772359200500, "2026-03-01T10:00:00.500000Z"),
+        ("rfc2822", "Sun, 01 Mar 2026 11:00:00 +0100", "2026-03-01T10:00:00Z"),
+        ("rfc2822", "Sun, 01 Mar 2026 10:00:00 GMT", "2026-03-01T10:00:00Z"),
     ],
 )
 def test_coercions(kind: str, value: Any, result: Any) -> None:
@@ -130,6 +132,8 @@ def test_coercions(kind: str, value: Any, result: Any) -> None:
         ("float", "nan", "finite"),
         ("bool", "maybe", "true/false"),
         ("iso8601", "2026-03-01T10:00:00", "no time zone"),
+        ("rfc2822", "Sun, 01 Mar 2026 10:00:00 -0000", "no known time zone"),
+        ("rfc2822", "2026-03-01T10:00:00Z", "RFC 2822"),
         ("minor_units", "1.005", "two decimals"),
         ("date", "01/04/2026", "date"),
         ("epoch", 10**20, "epoch seconds"),
@@ -145,7 +149,7 @@ MAPPING = """
 [type]
 path = "kind"
 map = { new = "thing.created", gone = "thing.deleted" }
-ignore = ["noise.*"]
+ignore = ["noise.*", "orders/delete"]
 
 [[events]]
 types = ["thing.created"]
@@ -183,6 +187,7 @@ def test_fan_out_nesting_maps_defaults_and_headers() -> None:
     assert events[0].data == {"a": {"b": 1, "c": "x"}, "colour": "green", "agent": "pms/1"}
     assert events[1].data["colour"] == "none"
     assert normalizer.normalize(Inbound({"kind": "noise.ping"})) == []
+    assert normalizer.normalize(Inbound({"kind": "orders/delete"})) == []  # a partner's topic
     (gone,) = normalizer.normalize(Inbound({"kind": "gone", "id": "z"}))
     assert gone.type == "thing.deleted" and gone.occurred_at is None and gone.data == {"id": "z"}
 

@@ -70,3 +70,39 @@ def test_control_characters_never_pass_as_segments(bad: str) -> None:
         validate_event_type(bad)
     with pytest.raises(InvalidPattern):
         validate_pattern(bad)
+
+
+# Partner types: '/' inside a segment (Shopify's ``orders/create``); canonical types never.
+partner_segment = st.lists(segment, min_size=1, max_size=3).map("/".join)
+partner_types = st.lists(partner_segment, min_size=1, max_size=3).map(".".join)
+
+
+@given(partner_types)
+def test_partner_types_may_nest_with_slashes(event_type: str) -> None:
+    assert validate_event_type(event_type, partner=True) == event_type
+    assert matches("*", event_type)
+    assert matches(validate_pattern(event_type), event_type)  # a pattern may name it literally
+
+
+@given(partner_types.filter(lambda t: "/" in t))
+def test_canonical_types_never_have_slashes(event_type: str) -> None:
+    with pytest.raises(InvalidPattern):
+        validate_event_type(event_type)
+
+
+@given(event_types, partner_types)
+def test_slash_never_separates_segments(canonical: str, partner: str) -> None:
+    # A pattern over canonical types matches a partner type only when the types are equal
+    # segment by segment: ``orders.*`` does not reach into ``orders/create``.
+    assert matches(canonical, partner) is (canonical == partner)
+    assert not matches(f"{canonical}.*", canonical.replace(".", "/"))
+
+
+@pytest.mark.parametrize(
+    "bad", ["orders/", "/orders", "orders//create", "orders/*", "orders/create.", "a/b c"]
+)
+def test_malformed_partner_types_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidPattern):
+        validate_event_type(bad, partner=True)
+    with pytest.raises(InvalidPattern):
+        validate_pattern(bad)

@@ -13,6 +13,7 @@ from interlink.api.context import ApiContext
 from interlink.api.params import found, page
 from interlink.api.schemas import Listing, iso
 from interlink.catalog.catalog import EventType
+from interlink.partners.hydration import PartnerApi
 from interlink.partners.kit import PartnerKit
 from interlink.partners.pipeline import Stage
 from interlink.partners.stage import AlreadyResolved
@@ -52,6 +53,8 @@ class PartnerKitOut(msgspec.Struct):
     verifier: str | None
     event_types: list[str]
     entities: dict[str, EntityOut]
+    # Thin notifications: what is fetched, and the ``partner`` a tenant's connection must name.
+    api: PartnerApi | None = None
 
     @classmethod
     def of(cls, k: PartnerKit) -> PartnerKitOut:
@@ -72,6 +75,9 @@ class PartnerKitOut(msgspec.Struct):
                 )
                 for name, g in k.entities.items()
             },
+            api=None
+            if k.api is None
+            else msgspec.structs.replace(k.api, partner=k.api.partner or k.name),
         )
 
 

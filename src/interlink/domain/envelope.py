@@ -88,7 +88,7 @@ def extract(
     if event_type is None:
         raise EnvelopeError(f"the payload has no event type at '{envelope.type_path}'")
     try:
-        validate_event_type(event_type)
+        validate_event_type(event_type, partner=True)
     except InvalidPattern as exc:
         raise EnvelopeError(str(exc)) from None
 

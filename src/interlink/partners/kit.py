@@ -27,6 +27,7 @@ import structlog
 from interlink.domain.entity_state import Machine, Rule
 from interlink.domain.models import Envelope
 from interlink.partners import mapping
+from interlink.partners.hydration import PartnerApi, check_api
 from interlink.partners.normalizer import Canonical, Normalizer
 
 log = structlog.get_logger("interlink.partners")
@@ -68,6 +69,7 @@ class _KitFile(msgspec.Struct, forbid_unknown_fields=True):
     inbound_schema: str | None = None
     source: _SourceFile = msgspec.field(default_factory=_SourceFile)
     entities: dict[str, _EntityFile] = msgspec.field(default_factory=dict)
+    api: PartnerApi | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class PartnerKit:
     verifier_config: Mapping[str, Any] = field(default_factory=dict)
     envelope: Envelope | None = None
     entities: Mapping[str, EntityGate] = field(default_factory=dict)
+    # Thin notifications: what to fetch from the partner's API before normalizing.
+    api: PartnerApi | None = None
     inbound: jsonschema_rs.Validator | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -196,6 +200,7 @@ def load_kit(folder: Traversable | Path) -> PartnerKit:
             verifier_config=spec.source.verifier_config,
             envelope=spec.source.envelope,
             entities={name: _entity(name, e) for name, e in spec.entities.items()},
+            api=check_api(spec.api) if spec.api is not None else None,
         )
     except InvalidKit:
         raise

@@ -26,6 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import msgspec
@@ -33,7 +34,7 @@ import msgspec
 from interlink.domain.patterns import InvalidPattern, matches_any, validate_event_type
 from interlink.partners.normalizer import Canonical, Inbound, MappingError
 
-TIMESTAMPS = ("iso8601", "epoch", "epoch_ms")
+TIMESTAMPS = ("iso8601", "rfc2822", "epoch", "epoch_ms")
 COERCIONS = ("str", "int", "float", "bool", "upper", "lower", "date", "minor_units", *TIMESTAMPS)
 
 _MISSING: Any = object()
@@ -164,7 +165,7 @@ class MappingNormalizer:
 
 def _ignored(patterns: list[str], name: str) -> bool:
     try:
-        validate_event_type(name)
+        validate_event_type(name, partner=True)
     except InvalidPattern:
         return False
     return matches_any(patterns, name)
@@ -338,6 +339,11 @@ def _datetime(kind: str, value: Any) -> datetime:
         if parsed.tzinfo is None:
             raise ValueError("it has no time zone")
         return parsed.astimezone(UTC)
+    if kind == "rfc2822":  # "Tue, 02 Jun 2026 10:00:00 +0200", as in mail and HTTP dates
+        parsed = parsedate_to_datetime(_text(value).strip())
+        if parsed.tzinfo is None:  # "-0000": the zone is unknown, by the RFC
+            raise ValueError("it has no known time zone")
+        return parsed.astimezone(UTC)
     seconds = _float(value)
     return datetime.fromtimestamp(seconds / 1000 if kind == "epoch_ms" else seconds, UTC)
 
@@ -384,6 +390,7 @@ _COERCE: dict[str, Any] = {
     "date": _date,
     "minor_units": _minor_units,
     "iso8601": lambda v: _iso(_datetime("iso8601", v)),
+    "rfc2822": lambda v: _iso(_datetime("rfc2822", v)),
     "epoch": lambda v: _iso(_datetime("epoch", v)),
     "epoch_ms": lambda v: _iso(_datetime("epoch_ms", v)),
 }
@@ -397,6 +404,7 @@ _ARTICLE = {
     "date": "a date",
     "minor_units": "an amount",
     "iso8601": "an ISO 8601 time",
+    "rfc2822": "an RFC 2822 time",
     "epoch": "epoch seconds",
     "epoch_ms": "epoch milliseconds",
 }

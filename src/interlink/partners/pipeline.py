@@ -29,6 +29,7 @@ class Stage(enum.StrEnum):
     TRANSITION = "transition"  # an illegal state transition (the kit's rule: quarantine)
     OUT_OF_ORDER = "out_of_order"  # older than what the entity already went through
     HELD = "held"  # an illegal transition kept until a later event makes it legal
+    FETCH = "fetch_failed"  # what a thin notification points at could not be fetched (retried)
 
 
 class Rejected(Exception):

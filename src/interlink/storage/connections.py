@@ -151,6 +151,16 @@ class Connections:
             row = (await conn.execute(query)).first()
         return None if row is None else self._connection(row)
 
+    async def for_partner(self, tenant_id: str, partner: str) -> list[str]:
+        """The ids of the tenant's live connections to ``partner``."""
+        query = sa.select(connections.c.id).where(
+            connections.c.tenant_id == tenant_id,
+            connections.c.partner == partner,
+            connections.c.deleted_at.is_(None),
+        )
+        async with self.db.read() as conn:
+            return [r.id for r in await conn.execute(query.order_by(connections.c.id))]
+
     async def list_connections(
         self, tenant_id: str, page: Page
     ) -> tuple[list[Connection], str | None]:

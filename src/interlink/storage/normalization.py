@@ -65,6 +65,39 @@ class NormalizationStore:
         async with self.db.read() as conn:
             return [(event_from_row(r), r.source_kit) for r in await conn.execute(query)]
 
+    async def open_entries(
+        self, stage: str, limit: int, *, after: str | None = None
+    ) -> list[tuple[QuarantineEntry, int]]:
+        """Open entries of ``stage`` after the id ``after``, oldest first, each with how many
+        entries of that stage its event has had (resolved ones included): a retry's backoff."""
+        async with self.db.read() as conn:
+            query = (
+                quarantine.select()
+                .where(quarantine.c.stage == stage, quarantine.c.resolved_at.is_(None))
+                .order_by(quarantine.c.id)
+                .limit(limit)
+            )
+            if after is not None:
+                query = query.where(quarantine.c.id > after)
+            found = [entry(r) for r in await conn.execute(query)]
+            if not found:
+                return []
+            counts = sa.select(quarantine.c.event_id, sa.func.count().label("n")).where(
+                quarantine.c.event_id.in_([e.event_id for e in found]),
+                quarantine.c.stage == stage,
+            )
+            tries = {
+                r.event_id: int(r.n)
+                for r in await conn.execute(counts.group_by(quarantine.c.event_id))
+            }
+        return [(e, tries.get(e.event_id, 1)) for e in found]
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[NormalizationWrite]:
+        """Reads only, without the write lock (what is then written is read again under it)."""
+        async with self.db.read() as conn:
+            yield NormalizationWrite(conn, self._dialect, lock=False)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[NormalizationWrite]:
         async with self.db.write() as conn:
