@@ -219,6 +219,7 @@ async def test_one_reconciliation_cycle_brings_every_booking_to_its_final_state(
     webhook_id = receiver.received[-1][0]
     event = (await h.get(key, f"/api/v1/events/{webhook_id}")).json()
     assert event["origin"] == "reconciliation" and event["derived_from"] == run["id"]
+    assert (await h.get(key, f"/api/v1/events/{webhook_id}/timeline")).status_code == 200
     metrics = await h.client.get("/metrics", headers=h.auth(h.system.settings.metrics_token))
     assert (
         f'interlink_reconciliation_runs_total{{source_id="{source_id}",status="succeeded"}} 2.0'

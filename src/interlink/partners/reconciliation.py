@@ -36,7 +36,7 @@ from interlink.domain.entity_state import Current
 from interlink.domain.reconciliation import Drift, Outcome, reconcile
 from interlink.partners.client import ClientPolicy, PartnerCallFailed, PartnerClient
 from interlink.partners.gate import Candidate, Gate, held_candidate
-from interlink.partners.kit import EntityGate, PartnerKit, Reconciler
+from interlink.partners.kit import EntityGate, KitRegistry, PartnerKit, Reconciler
 from interlink.partners.normalizer import Canonical, Inbound
 from interlink.partners.outbound import PartnerSession
 from interlink.partners.pipeline import Normalized, Rejected, Stage, normalize
@@ -74,7 +74,7 @@ class Reconciliation:
         store: Reconciliations,
         normalization: NormalizationStore,
         management: Management,
-        kits: Any,  # KitRegistry
+        kits: KitRegistry,
         catalog: EventCatalog,
         session: PartnerSession,
         tokens: TokenManager,
@@ -245,16 +245,13 @@ class Reconciliation:
                 seen = states.get(refs[key])
                 current = None if seen is None else Current(seen.state, seen.ordinal)
                 correction = reconcile(gate.machine, current, item.state, item.order)
-                drift.count(correction.outcome)
                 if correction.outcome is Outcome.CONFLICT:
+                    drift.count(correction.outcome)
                     first = first or correction.reason
                     continue
-                # Held events no newer than the partner's state are history the partner has
-                # moved past: superseded, never to be released as if they were fine.
-                obsolete |= {h.id for h in held if h.entity_key == key and _no_newer(gate, h, item)}
-                for i, state in enumerate(correction.steps):
-                    try:
-                        event = self._step(
+                try:  # all of an entity's steps, or none of them
+                    steps = [
+                        self._step(
                             gate,
                             reconciler,
                             item,
@@ -263,10 +260,17 @@ class Reconciliation:
                             len(correction.steps),
                             new=seen is None,
                         )
-                    except Rejected as exc:
-                        drift.errors += 1
-                        first = first or exc.reason
-                        break
+                        for i, state in enumerate(correction.steps)
+                    ]
+                except Rejected as exc:
+                    drift.errors += 1
+                    first = first or exc.reason
+                    continue
+                drift.count(correction.outcome)
+                # Held events no newer than the partner's state are history the partner has
+                # moved past: superseded, never to be released as if they were fine.
+                obsolete |= {h.id for h in held if h.entity_key == key and _no_newer(gate, h, item)}
+                for event in steps:
                     corrections.append(
                         Candidate(
                             tenant_id=run.tenant_id,

@@ -118,7 +118,8 @@ events = sa.Table(
     sa.Column("headers", sa.JSON, nullable=False),
     sa.Column("trace_context", sa.String(100)),
     # 'partner': as received; 'normalized': made by the source's partner kit from the event
-    # ``derived_from``, validated against version ``schema_version`` of its type.
+    # ``derived_from``, validated against version ``schema_version`` of its type;
+    # 'reconciliation': made by the reconciliation run ``derived_from`` (``rcn_…``).
     sa.Column("origin", sa.String(16), nullable=False, server_default="partner"),
     sa.Column("derived_from", sa.String(40)),
     sa.Column("schema_version", sa.Integer),
