@@ -79,6 +79,8 @@ async def test_settings_that_cannot_work_are_refused_with_the_reason(
         assert detail in r.text, r.text
     r = await h.client.post(f"/api/v1/sources/{source_id}/reconciliations", headers=h.auth(key))
     assert r.status_code == 400 and "no reconciler settings" in r.json()["detail"]
+    kits = {k["name"]: k for k in (await h.get(key, "/api/v1/partner-kits")).json()["data"]}
+    assert kits["pms_alpha"]["reconciles"] == "booking" and kits["pms_beta"]["reconciles"] is None
     r = await put(h, key, source_id, **good, interval_seconds=600)
     assert r.status_code == 200, r.text
     assert r.json()["interval_seconds"] == 600 and r.json()["running"] is False

@@ -52,6 +52,7 @@ class PartnerKitOut(msgspec.Struct):
     verifier: str | None
     event_types: list[str]
     entities: dict[str, EntityOut]
+    reconciles: str | None = None  # the entity its reconciler pulls from the partner's API
 
     @classmethod
     def of(cls, k: PartnerKit) -> PartnerKitOut:
@@ -72,6 +73,7 @@ class PartnerKitOut(msgspec.Struct):
                 )
                 for name, g in k.entities.items()
             },
+            reconciles=k.reconciler.entity if k.reconciler else None,
         )
 
 
