@@ -45,6 +45,7 @@ from interlink.partners.fetcher import Fetcher
 from interlink.partners.kit import KitRegistry
 from interlink.partners.oauth import TokenEndpoint
 from interlink.partners.outbound import PartnerSession
+from interlink.partners.reconciliation import Reconciliation
 from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.routing.router import Router
@@ -65,6 +66,7 @@ from interlink.storage.ports import (
     Settled,
 )
 from interlink.storage.quarantine import Quarantine
+from interlink.storage.reconciliation import Reconciliations, Run
 from interlink.storage.secrets_box import SecretBox, secrets_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
@@ -88,7 +90,8 @@ class Role(enum.StrEnum):
     INGRESS = "ingress"  # POST /in/{source}
     ROUTER = "router"  # the log → deliveries
     DISPATCHER = "dispatcher"  # deliveries → receivers
-    SCHEDULER = "scheduler"  # periodic and bulk jobs: volume monitor, redrive, replay, tokens
+    SCHEDULER = "scheduler"  # periodic and bulk jobs: volume monitor, redrive, replay, tokens,
+    # reconciliation
     API = "api"  # the management API and its docs
 
 
@@ -223,6 +226,19 @@ class Interlink:
             on_routed=self.dispatcher.wake,
             normalize=self.normalization,
         )
+        # Reconciliation: each source's partner state pulled on its interval and diffed.
+        self.reconciliation = Reconciliation(
+            Reconciliations(self.db),
+            NormalizationStore(self.db, self._driver),
+            self.management,
+            self.kits,
+            self.catalog,
+            self.partner_session,
+            self.tokens,
+            poll_interval=settings.poll_interval_seconds,
+            on_appended=lambda: self.router.wake(),
+            on_finished=self._reconciled,
+        )
         self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
         self.jobs = Jobs(self.db, self.deliveries)
         self.job_runner = JobRunner(
@@ -248,6 +264,7 @@ class Interlink:
                 catalog=self.catalog,
                 quarantine=self.quarantine,
                 normalization=self.normalization,
+                reconciliation=self.reconciliation,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -259,6 +276,18 @@ class Interlink:
         self.metrics.record_settled(s)
         if self._on_settled is not None:
             self._on_settled(s)
+
+    def _reconciled(self, run: Run) -> None:
+        d = run.drift
+        counts = {
+            "missing": d.missing,
+            "corrected": d.corrected,
+            "conflict": d.conflicts,
+            "error": d.errors,
+            "emitted": d.emitted,
+            "superseded": d.superseded,
+        }
+        self.metrics.reconciled(run.source_id, run.status, run.finished_at or 0.0, counts)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         # The ingest route skips the framework: it is the hot path.
@@ -317,6 +346,9 @@ class Interlink:
                 self._tasks.append(asyncio.create_task(self.job_runner.run(), name="job-runner"))
                 self._tasks.append(asyncio.create_task(self.tokens.run(), name="token-refresher"))
                 self._tasks.append(asyncio.create_task(self.maintenance.run(), name="maintenance"))
+                self._tasks.append(
+                    asyncio.create_task(self.reconciliation.run(), name="reconciliation")
+                )
             if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:

@@ -241,6 +241,43 @@ def sources_set_kit(
         _print(_call(c, "PATCH", f"/api/v1/sources/{quote(source_id, safe='')}", json=body))
 
 
+@sources_app.command("set-reconciler")
+def sources_set_reconciler(
+    source_id: str,
+    connection: Annotated[str, typer.Option(help="the OAuth connection to the partner's API")],
+    api_url: Annotated[str, typer.Option(help="the partner API's base URL")],
+    interval: Annotated[float, typer.Option(help="seconds between scheduled runs")] = 3600.0,
+    disabled: Annotated[bool, typer.Option(help="keep the settings, run only on demand")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Reconcile a source (its kit must declare a reconciler) against its partner's API."""
+    body = {
+        "connection_id": connection,
+        "api_url": api_url,
+        "interval_seconds": interval,
+        "enabled": not disabled,
+    }
+    with _client(config) as c:
+        path = f"/api/v1/sources/{quote(source_id, safe='')}/reconciler"
+        _print(_call(c, "PUT", path, json=body))
+
+
+@sources_app.command("reconcile")
+def sources_reconcile(source_id: str, config: ConfigOpt = None) -> None:
+    """Reconcile a source now; prints the run: pulled, missing, corrected, unchanged…"""
+    with _client(config) as c:
+        path = f"/api/v1/sources/{quote(source_id, safe='')}/reconciliations"
+        _print(_call(c, "POST", path, timeout=600))  # a run pulls the partner's whole listing
+
+
+@sources_app.command("reconciliations")
+def sources_reconciliations(source_id: str, config: ConfigOpt = None) -> None:
+    """A source's reconciliation runs, newest first."""
+    with _client(config) as c:
+        path = f"/api/v1/sources/{quote(source_id, safe='')}/reconciliations"
+        _print(_call(c, "GET", path)["data"])
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     status: Annotated[str | None, typer.Option(help="open | resolved")] = "open",

@@ -23,6 +23,7 @@ from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
+from interlink.api.reconciliation import ReconciliationController
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
@@ -95,6 +96,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             EventTypeController,
             PartnerKitController,
             QuarantineController,
+            ReconciliationController,
             openapi,
             healthz,
             readyz,

@@ -9,6 +9,7 @@ from interlink.catalog.catalog import EventCatalog
 from interlink.config import Settings
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.partners.kit import KitRegistry
+from interlink.partners.reconciliation import Reconciliation
 from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.storage.deliveries import Deliveries
@@ -34,3 +35,4 @@ class ApiContext:
     normalization: Normalization
     # OAuth connections to partner APIs (their repository is ``tokens.connections``).
     tokens: TokenManager | None = None
+    reconciliation: Reconciliation | None = None

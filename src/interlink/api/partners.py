@@ -55,6 +55,7 @@ class PartnerKitOut(msgspec.Struct):
     entities: dict[str, EntityOut]
     # Thin notifications: what is fetched, and the ``partner`` a tenant's connection must name.
     api: PartnerApi | None = None
+    reconciles: str | None = None  # the entity its reconciler pulls from the partner's API
 
     @classmethod
     def of(cls, k: PartnerKit) -> PartnerKitOut:
@@ -78,6 +79,7 @@ class PartnerKitOut(msgspec.Struct):
             api=None
             if k.api is None
             else msgspec.structs.replace(k.api, partner=k.api.partner or k.name),
+            reconciles=k.reconciler.entity if k.reconciler else None,
         )
 
 

@@ -272,7 +272,9 @@ class EventOut(msgspec.Struct):
     occurred_at: str | None
     data: msgspec.Raw
     headers: dict[str, str]
-    origin: str  # "partner" (as received) or "normalized" (by the source's partner kit)
+    # "partner" (as received), "normalized" (by the source's partner kit) or "reconciliation"
+    # (made by the reconciliation run ``derived_from`` from the partner's API)
+    origin: str
     derived_from: str | None  # the partner's event it was normalized from
     version: int | None  # of its type's schema in the event catalog, when normalized
 

@@ -10,11 +10,9 @@ with the wrong secret, so it must be rejected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import random
 import secrets as _secrets
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +20,10 @@ from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from interlink.ingress.verifiers import standard_webhooks
+from interlink.partners.webhook_sender import WebhookPoster, WebhookSigner
 
 __all__ = ["EVENT_TYPES", "PartnerStats", "SendKind", "SendResult", "SimulatedPartner"]
 
@@ -142,9 +140,9 @@ class SimulatedPartner:
         self.duplicate_ratio = duplicate_ratio
         self.forged_ratio = forged_ratio
         self.stats = PartnerStats()
-        self._secret = secret
+        self._signer = WebhookSigner(secret)
         # Any other valid secret: its signatures are well-formed but cannot match.
-        self._forger_secret = standard_webhooks.generate_secret()
+        self._forger = WebhookSigner(standard_webhooks.generate_secret())
         self._rng = random.Random(seed)
         self._prefix = id_prefix if id_prefix is not None else f"msg_{_secrets.token_hex(3)}_"
         self._counter = 0
@@ -152,9 +150,9 @@ class SimulatedPartner:
         self._bookings = [self._new_booking() for _ in range(bookings)]
         self._accepted: deque[_Sent] = deque(maxlen=_RESEND_POOL)
         self._timeout = timeout
+        self._poster = WebhookPoster(ingest_url, self._signer, timeout=timeout)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._on_result = on_result
-        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> SimulatedPartner:
         return self
@@ -168,9 +166,7 @@ class SimulatedPartner:
         await self.close()
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._poster.close()
 
     # sending -----------------------------------------------------------------------------------
 
@@ -223,51 +219,29 @@ class SimulatedPartner:
         if kind is SendKind.DUPLICATE:
             original = self._rng.choice(self._accepted)
             webhook_id, event_type, body = original.webhook_id, original.event_type, original.body
-            secret = self._secret
+            signer = self._signer
             self.stats.sent_duplicates += 1
         elif kind is SendKind.FORGED:
             webhook_id, event_type, body = self._forged_event()
-            secret = self._forger_secret
+            signer = self._forger
             self.stats.sent_forged += 1
         else:
             webhook_id, event_type, body = self._next_event()
-            secret = self._secret
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            standard_webhooks.ID_HEADER: webhook_id,
-            standard_webhooks.TIMESTAMP_HEADER: str(timestamp),
-            standard_webhooks.SIGNATURE_HEADER: standard_webhooks.sign(
-                secret, webhook_id, timestamp, body
-            ),
-        }
+            signer = self._signer
         self.stats.sent += 1
-        result = await self._post(kind, webhook_id, event_type, body, headers)
+        answer = await self._poster.post(webhook_id, body, signer=signer)
+        result = SendResult(
+            kind,
+            webhook_id,
+            event_type,
+            answer.status,
+            duplicate=answer.duplicate,
+            detail=answer.detail,
+        )
         self._count(result, body)
         if self._on_result is not None:
             self._on_result(result)
         return result
-
-    async def _post(
-        self, kind: SendKind, webhook_id: str, event_type: str, body: bytes, headers: dict[str, str]
-    ) -> SendResult:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout), trust_env=False
-            )
-        try:
-            async with self._session.post(self.ingest_url, data=body, headers=headers) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
-            return SendResult(kind, webhook_id, event_type, None, detail=detail)
-        answer = _json_object(raw)
-        if 200 <= status < 300:
-            duplicate = answer.get("duplicate") is True
-            return SendResult(kind, webhook_id, event_type, status, duplicate=duplicate)
-        detail = answer.get("detail") or answer.get("title") or raw[:200].decode(errors="replace")
-        return SendResult(kind, webhook_id, event_type, status, detail=str(detail))
 
     def _count(self, result: SendResult, body: bytes) -> None:
         stats = self.stats
@@ -340,11 +314,3 @@ class SimulatedPartner:
 def _body(event_type: str, data: dict[str, Any]) -> bytes:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return msgspec.json.encode({"type": event_type, "timestamp": now, "data": data})
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    with contextlib.suppress(msgspec.DecodeError):
-        value = msgspec.json.decode(raw)
-        if isinstance(value, dict):
-            return value
-    return {}

@@ -18,6 +18,7 @@ PREFIXES = {
     "job": "job",
     "connection": "conn",
     "quarantine": "qtn",
+    "reconciliation": "rcn",
 }
 
 

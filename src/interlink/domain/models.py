@@ -121,6 +121,8 @@ class Event(msgspec.Struct, frozen=True):
     headers: dict[str, str]
     seq: int = 0
     trace_context: str | None = None  # W3C traceparent of the request that brought it
-    origin: str = "partner"  # or "normalized": made by a partner kit from ``derived_from``
+    # "partner" as received; "normalized": made by a partner kit from ``derived_from``;
+    # "reconciliation": made by the reconciliation run ``derived_from``
+    origin: str = "partner"
     derived_from: str | None = None
     schema_version: int | None = None  # of its type in the event catalog, when normalized

@@ -187,6 +187,34 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        # Reconciliation's drift, per source: what each run found the partner ahead of us on.
+        self.reconciliation_runs = Counter(
+            "interlink_reconciliation_runs",
+            "Reconciliation runs finished, by status (succeeded, failed).",
+            ["source_id", "status"],
+            registry=r,
+        )
+        self.reconciliation_drift = Counter(
+            "interlink_reconciliation_drift",
+            "Entities reconciliation found drifted, by outcome (missing, corrected, conflict, "
+            "error); and the canonical events it emitted (emitted) and held ones it superseded.",
+            ["source_id", "outcome"],
+            registry=r,
+        )
+        self.reconciliation_last_drift = Gauge(
+            "interlink_reconciliation_last_drift",
+            "Entities the source's latest reconciliation run found missing or behind.",
+            ["source_id"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.reconciliation_last_run = Gauge(
+            "interlink_reconciliation_last_run_timestamp_seconds",
+            "When the source's latest reconciliation run finished (epoch seconds).",
+            ["source_id"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
         self._requests: dict[tuple[str, str], Any] = {}
         self._rejections: dict[tuple[str, str], Any] = {}
         self._attempts: dict[tuple[str, str], Any] = {}
@@ -282,6 +310,20 @@ class Metrics:
 
     def set_volume_dropped(self, source_id: str, dropped: bool) -> None:
         self.source_volume_dropped.labels(source_id).set(1 if dropped else 0)
+
+    # reconciliation ------------------------------------------------------------------------
+
+    def reconciled(
+        self, source_id: str, status: str, finished_at: float, counts: dict[str, int]
+    ) -> None:
+        """One finished run; ``counts`` by outcome (missing, corrected, conflict, error, …)."""
+        self.reconciliation_runs.labels(source_id, status).inc()
+        for outcome, n in counts.items():
+            if n:
+                self.reconciliation_drift.labels(source_id, outcome).inc(n)
+        drifted = counts.get("missing", 0) + counts.get("corrected", 0)
+        self.reconciliation_last_drift.labels(source_id).set(drifted)
+        self.reconciliation_last_run.labels(source_id).set(finished_at)
 
     def forget_source(self, source_id: str) -> None:
         """Drops a deleted source's volume series (its counters stay until restart)."""

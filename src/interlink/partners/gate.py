@@ -32,6 +32,9 @@ class Candidate(msgspec.Struct, frozen=True):
     event: Normalized
     received_at: float
     trace_context: str | None = None
+    # 'normalized' (from the partner's event ``raw_id``) or 'reconciliation' (made by the
+    # reconciliation run ``raw_id`` from the partner's API)
+    origin: str = "normalized"
 
     @property
     def idempotency_key(self) -> str:
@@ -54,7 +57,7 @@ class Candidate(msgspec.Struct, frozen=True):
             raw=b"",  # the partner's body is kept once, on the event it was derived from
             headers={},
             trace_context=self.trace_context,
-            origin="normalized",
+            origin=self.origin,
             derived_from=self.raw_id,
             schema_version=e.version,
         )

@@ -59,6 +59,17 @@ class _SourceFile(msgspec.Struct, forbid_unknown_fields=True):
     envelope: Envelope | None = None
 
 
+class _ReconcilerFile(msgspec.Struct, forbid_unknown_fields=True):
+    entity: str
+    listing: str  # the API path that lists recently changed items, under the connection's URL
+    payload: dict[str, Any]  # a listed item as the webhook the kit's mapping reads
+    create: str | None = None  # the canonical type that introduces an entity not seen yet
+    since_param: str = "updated_since"  # epoch seconds
+    items: str = "data"  # where the answer holds the page's items
+    next_cursor: str = "next_cursor"  # where it holds the next page's cursor (null: the last)
+    cursor_param: str = "cursor"
+
+
 class _KitFile(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     version: str
@@ -70,6 +81,7 @@ class _KitFile(msgspec.Struct, forbid_unknown_fields=True):
     source: _SourceFile = msgspec.field(default_factory=_SourceFile)
     entities: dict[str, _EntityFile] = msgspec.field(default_factory=dict)
     api: PartnerApi | None = None
+    reconciler: _ReconcilerFile | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,49 @@ class EntityGate:
         return None
 
 
+ITEM = "$item"
+
+
+@dataclass(frozen=True)
+class Reconciler:
+    """How reconciliation pulls a kit's entities from the partner's API, declared as data.
+
+    ``payload`` turns a listed item into the webhook the kit's mapping reads — a string
+    ``"$item"`` is the item, ``"$item.a.b"`` a field of it, any other value a constant, tables
+    nest — so a fetched item becomes its canonical event through the kit's one mapping.
+    """
+
+    entity: str
+    listing: str
+    payload: Mapping[str, Any]
+    create: str | None = None
+    since_param: str = "updated_since"
+    items: str = "data"
+    next_cursor: str = "next_cursor"
+    cursor_param: str = "cursor"
+
+    def webhook_for(self, item: Any) -> Any:
+        return _fill(self.payload, item)
+
+    def page(self, answer: Any) -> tuple[list[Any], str | None]:
+        """The items of one page of the listing and the next page's cursor (None: the last)."""
+        items = _data_field(answer, self.items) if isinstance(answer, Mapping) else None
+        if not isinstance(items, list):
+            raise ValueError(f"the listing's answer has no list at '{self.items}'")
+        cursor = _data_field(answer, self.next_cursor)
+        return items, None if cursor in (None, "") else str(cursor)
+
+
+def _fill(template: Any, item: Any) -> Any:
+    if isinstance(template, Mapping):
+        return {k: _fill(v, item) for k, v in template.items()}
+    if template == ITEM:
+        return item
+    if isinstance(template, str) and template.startswith(ITEM + "."):
+        return _data_field(item, template[len(ITEM) + 1 :]) if isinstance(item, Mapping) else None
+    return template
+
+
 def _data_field(data: Mapping[str, Any], path: str) -> Any:
     node: Any = data
     for part in path.split("."):
@@ -121,6 +176,7 @@ class PartnerKit:
     entities: Mapping[str, EntityGate] = field(default_factory=dict)
     # Thin notifications: what to fetch from the partner's API before normalizing.
     api: PartnerApi | None = None
+    reconciler: Reconciler | None = None
     inbound: jsonschema_rs.Validator | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +221,28 @@ def _entity(name: str, spec: _EntityFile) -> EntityGate:
     return EntityGate(machine=machine, states=spec.events, order_by=spec.order_by)
 
 
+def _reconciler(
+    spec: _ReconcilerFile | None, entities: Mapping[str, EntityGate]
+) -> Reconciler | None:
+    if spec is None:
+        return None
+    gate = entities.get(spec.entity)
+    if gate is None:
+        raise ValueError(f"reconciler: no entity '{spec.entity}' is declared")
+    if spec.create is not None and spec.create not in gate.states:
+        raise ValueError(f"reconciler.create: '{spec.create}' does not move a {spec.entity}")
+    return Reconciler(
+        entity=spec.entity,
+        listing=spec.listing,
+        payload=spec.payload,
+        create=spec.create,
+        since_param=spec.since_param,
+        items=spec.items,
+        next_cursor=spec.next_cursor,
+        cursor_param=spec.cursor_param,
+    )
+
+
 def _import(target: str) -> Any:
     module, _, attr = target.partition(":")
     if not attr:
@@ -186,6 +264,7 @@ def load_kit(folder: Traversable | Path) -> PartnerKit:
         else:
             made = _import(spec.normalizer or "")
             normalizer = made() if isinstance(made, type) else made
+        entities = {name: _entity(name, e) for name, e in spec.entities.items()}
         schema = None
         if spec.inbound_schema is not None:
             schema = json.loads((folder / spec.inbound_schema).read_text())
@@ -199,8 +278,9 @@ def load_kit(folder: Traversable | Path) -> PartnerKit:
             verifier=spec.source.verifier,
             verifier_config=spec.source.verifier_config,
             envelope=spec.source.envelope,
-            entities={name: _entity(name, e) for name, e in spec.entities.items()},
+            entities=entities,
             api=check_api(spec.api) if spec.api is not None else None,
+            reconciler=_reconciler(spec.reconciler, entities),
         )
     except InvalidKit:
         raise

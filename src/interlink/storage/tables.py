@@ -118,7 +118,8 @@ events = sa.Table(
     sa.Column("headers", sa.JSON, nullable=False),
     sa.Column("trace_context", sa.String(100)),
     # 'partner': as received; 'normalized': made by the source's partner kit from the event
-    # ``derived_from``, validated against version ``schema_version`` of its type.
+    # ``derived_from``, validated against version ``schema_version`` of its type;
+    # 'reconciliation': made by the reconciliation run ``derived_from`` (``rcn_…``).
     sa.Column("origin", sa.String(16), nullable=False, server_default="partner"),
     sa.Column("derived_from", sa.String(40)),
     sa.Column("schema_version", sa.Integer),
@@ -324,4 +325,49 @@ entity_states = sa.Table(
     sa.Column("ordinal", sa.Float(precision=53)),  # the order of the event that set the state
     sa.Column("event_id", sa.String(40), nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+)
+
+# A source's reconciliation: the partner API it pulls from, with which connection, how often;
+# the lease lets one process at a time run it.
+source_reconcilers = sa.Table(
+    "source_reconcilers",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("connection_id", sa.String(40), nullable=False),
+    sa.Column("api_url", sa.String(2048), nullable=False),
+    sa.Column("interval_seconds", Time, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("next_run_at", Time, nullable=False),
+    sa.Column("lease_owner", sa.String(80)),
+    sa.Column("lease_until", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_source_reconcilers_tenant", "tenant_id", "source_id"),
+    sa.Index("ix_source_reconcilers_due", "next_run_at"),
+)
+
+# The history of reconciliation runs: what each pulled and found, by outcome.
+reconciliation_runs = sa.Table(
+    "reconciliation_runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),  # 'schedule' | 'api'
+    sa.Column("status", sa.String(16), nullable=False),  # 'running' | 'succeeded' | 'failed'
+    sa.Column("since", Time, nullable=False),  # the listing's updated_since
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("finished_at", Time),
+    sa.Column("pulled", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("corrected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unchanged", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("conflicts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("emitted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("superseded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.String(1000)),  # why the run failed, or the first item it could not read
+    sa.Index("ix_reconciliation_runs_source", "source_id", "started_at"),
+    sa.Index("ix_reconciliation_runs_tenant", "tenant_id", "id"),
 )
