@@ -5,7 +5,6 @@ and cursor together, resumption, cancel, and the dead-letter index the steps wal
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -323,11 +322,7 @@ async def test_the_dead_letter_view_is_served_by_the_dead_indexes(store: Store) 
             )
 
     by_tenant = await plan(DeliveryFilter(status="dead", type="invoice.paid", created_after=1.0))
-    # The tenant's dead deliveries in id order: the partial index, or the status list's
-    # (tenant_id, status, id) of migration 0011, which serves the same walk.
-    assert re.search(
-        r"USING INDEX ix_deliveries_(dead_tenant|tenant_status) \(tenant_id=\?", by_tenant
-    )
+    assert "USING INDEX ix_deliveries_dead_tenant" in by_tenant
     assert "SCAN events" not in by_tenant  # each delivery's event by its key
     by_endpoint = await plan(DeliveryFilter(status="dead", endpoint_id="ep_1", type="x"))
     assert "USING INDEX ix_deliveries_dead_endpoint" in by_endpoint
