@@ -181,7 +181,6 @@ deliveries = sa.Table(
         postgresql_where=sa.text(_HEADS),
     ),
     sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
-    sa.Index("ix_deliveries_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_deliveries_endpoint", "endpoint_id", "status"),
     # Only dead deliveries: the dead-letter view and bulk redrive, by tenant or by endpoint.
     sa.Index(

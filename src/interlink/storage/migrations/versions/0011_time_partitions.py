@@ -7,9 +7,10 @@ instead of deleting rows. A partitioned table cannot have a unique constraint wi
 partition key, so ingest's dedupe moves to ``idempotency_keys`` (source, partner event id →
 event id, with its tenant and ``received_at``): exact across partitions. On SQLite, which cannot
 partition, the unique constraint on events stays and retention deletes in batches. The API's
-list filters get their indexes: deliveries by status on both; events by type, by source and by
-time on PostgreSQL only — on SQLite the three would cost ingest a fifth of its append rate
-(bench/append_throughput.py), and its event lists walk ``ix_events_tenant_id`` newest first.
+event list filters get indexes (by type, by source, by time) on PostgreSQL only: on SQLite the
+three would cost ingest a fifth of its append rate (bench/append_throughput.py), and its event
+lists walk ``ix_events_tenant_id`` newest first. Deliveries need none: by status they are
+served by the dead-letter partial indexes or walk ``ix_deliveries_tenant_id``.
 
 Safe on a live database (PostgreSQL), step by step, and the locks each takes:
 
@@ -18,8 +19,8 @@ Safe on a live database (PostgreSQL), step by step, and the locks each takes:
    tables' clashing index names. Catalog only: ACCESS EXCLUSIVE on the new tables, SHARE UPDATE
    EXCLUSIVE on the renamed indexes, an instant each.
 2. (autocommit) ``CREATE INDEX CONCURRENTLY`` on the plain ``events`` for each index of the
-   parent it lacks, so the attach adopts them instead of building them under its lock; the
-   same for ``ix_deliveries_tenant_status``. SHARE UPDATE EXCLUSIVE: reads and writes go on.
+   parent it lacks, so the attach adopts them instead of building them under its lock.
+   SHARE UPDATE EXCLUSIVE: reads and writes go on.
 3. (autocommit) ``CHECK (received_at < B) NOT VALID`` on the plain tables, B the start of the
    day after tomorrow (UTC): ACCESS EXCLUSIVE for an instant, no scan. ``VALIDATE CONSTRAINT``
    then scans under SHARE UPDATE EXCLUSIVE: reads and writes go on.
@@ -78,8 +79,7 @@ _EVENT_INDEXES = {
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
-        op.create_index("ix_deliveries_tenant_status", "deliveries", ["tenant_id", "status", "id"])
-        return
+        return  # SQLite: nothing to partition (retention deletes in batches), no new index
     bound = partitions.day_start(time.time()) + 2 * partitions.DAY
 
     # 1. New tables, empty.
@@ -113,10 +113,6 @@ def upgrade() -> None:
                 op.execute(
                     f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name}_0011 ON events {columns}"
                 )
-        op.execute(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_deliveries_tenant_status"
-            " ON deliveries (tenant_id, status, id)"
-        )
         # 3. The history partition's bound, proven without a long lock.
         for table, column in partitions.PARTITIONED.items():
             check = f"{table}_history_bound"
@@ -167,10 +163,8 @@ def _copy_keys(*, after: bool, seq: int) -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
-        op.drop_index("ix_deliveries_tenant_status", table_name="deliveries")
         return
     op.execute(_SYSTEM)
-    op.drop_index("ix_deliveries_tenant_status", table_name="deliveries")
     for table in partitions.PARTITIONED:
         op.execute(f"CREATE TABLE {table}_plain (LIKE {table} INCLUDING DEFAULTS)")
         op.execute(f"INSERT INTO {table}_plain SELECT * FROM {table}")  # noqa: S608
