@@ -1,8 +1,9 @@
 """Nothing in a hot path scans a table (PostgreSQL): every statement the storage code sends for
 the router's read after its cursor, ingest's dedupe and append, the dispatcher's claim and
-settle, an event by id, and each of the API's list filters is recorded as it runs on tables of
-tens of thousands of rows (ANALYZEd), then EXPLAINed with its own parameters; no plan may hold
-a sequential scan of events, deliveries or attempts (or a partition of them) that has rows.
+settle, an event by id, the retry of failed fetches, and each of the API's list filters is
+recorded as it runs on tables of tens of thousands of rows (ANALYZEd), then EXPLAINed with its
+own parameters; no plan may hold a sequential scan of events, deliveries, attempts (or a
+partition of them), idempotency keys or the quarantine that has rows.
 
 Skipped without INTERLINK_TEST_POSTGRES_URL, a failure in CI.
 """
@@ -22,17 +23,20 @@ from interlink.domain.delivery import AttemptOutcome, AttemptResult, decide
 from interlink.domain.ids import new_id
 from interlink.domain.models import Event
 from interlink.domain.retry import RetryPolicy
+from interlink.partners.pipeline import Stage
 from interlink.storage import migrate, partitions
 from interlink.storage.database import Database
 from interlink.storage.deliveries import Deliveries, DeliveryFilter
 from interlink.storage.event_log import EventFilter, EventLog
+from interlink.storage.normalization import NormalizationStore
 from interlink.storage.pagination import Page
 from interlink.storage.ports import Settled
+from interlink.storage.quarantine import Quarantine, QuarantineFilter
 from interlink.storage.tenancy import system_scope
 
 ROWS = 40_000
 TENANT = "tnt_plans"
-SCANNED = ("events", "deliveries", "attempts", "idempotency_keys")
+SCANNED = ("events", "deliveries", "attempts", "idempotency_keys", "quarantine")
 
 _POPULATE = """
 SELECT set_config('interlink.scope', 'system', false);
@@ -63,6 +67,14 @@ INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, st
 INSERT INTO attempts (id, tenant_id, delivery_id, number, started_at, latency_ms, outcome)
   SELECT 'att_' || d.id, d.tenant_id, d.id, 1, d.created_at, 1, 'failed' FROM deliveries d;
 INSERT INTO cursors (name, position) VALUES ('router', $1 - 100);
+-- Mostly resolved entries; one in fifty still open, waiting for a fetch to be retried.
+INSERT INTO quarantine (id, tenant_id, source_id, event_id, stage, reason, created_at,
+                        resolved_at, resolution)
+  SELECT 'qtn_' || lpad(e.seq::text, 10, '0'), e.tenant_id, e.source_id, e.id,
+         CASE WHEN e.seq % 3 = 0 THEN 'fetch_failed' ELSE 'mapping' END, 'why', e.received_at,
+         CASE WHEN e.seq % 50 = 0 THEN NULL ELSE e.received_at END,
+         CASE WHEN e.seq % 50 = 0 THEN NULL ELSE 'reprocessed' END
+  FROM events e;
 """
 
 
@@ -182,6 +194,15 @@ async def _exercise(db: Database, first_day: float) -> None:
     ):
         await found.find(TENANT, dwhere, page)
     assert await found.attempts(TENANT, "dlv_0000000002")
+    # The stage's retry of failed fetches, and the quarantine's list filters.
+    assert await NormalizationStore(db).open_entries(Stage.FETCH.value, 50)
+    for qwhere in (
+        QuarantineFilter(),
+        QuarantineFilter(status="open"),
+        QuarantineFilter(stage=Stage.FETCH.value),
+        QuarantineFilter(event_id="evt_0000000002"),
+    ):
+        await Quarantine(db).find(TENANT, qwhere, page)
 
 
 def msgspec_replace(event: Event, **changes: Any) -> Event:

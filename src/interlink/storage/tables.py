@@ -310,6 +310,15 @@ quarantine = sa.Table(
     sa.Index("ix_quarantine_tenant", "tenant_id", "id"),
     sa.Index("ix_quarantine_entity", "source_id", "entity", "entity_key"),
     sa.Index("ix_quarantine_event", "event_id"),
+    # Only open entries, by stage: the retry of fetch_failed walks it (migration 0013).
+    sa.Index(
+        "ix_quarantine_open_stage",
+        "stage",
+        "id",
+        sqlite_where=sa.text("resolved_at IS NULL"),
+        postgresql_where=sa.text("resolved_at IS NULL"),
+    ),
+    sa.Index("ix_quarantine_tenant_stage", "tenant_id", "stage", "id"),
 )
 
 # Where each entity a partner kit tracks (a booking, a payment) stands.

@@ -4,7 +4,7 @@ Two new tenant tables, so nothing existing is rewritten; both are put under row-
 on PostgreSQL (``rls.protect``).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
