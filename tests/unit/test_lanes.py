@@ -195,3 +195,22 @@ def test_a_fresh_lane_puts_no_more_in_flight_than_its_breaker_window_needs() -> 
     judged = settle(LaneState(), policy, ok, NOW, random.Random(13)).state
     out = admit(candidates(50), {"ep": Lane(policy, judged, 0)}, NOW, random.Random(14))
     assert len(out.granted) == 32
+
+
+def test_a_lane_full_for_a_while_waits_at_least_that_long_for_a_slot() -> None:
+    # A receiver that never answers: its attempts are out longer than the average says (it has
+    # learned nothing yet), so its backlog is not claimed and deferred again every 50 ms.
+    policy = LanePolicy(concurrency=4)
+    full = Lane(policy, LaneState(), 4)
+    first = admit(candidates(40), {"ep": full}, NOW, random.Random(1))
+    assert first.granted == [] and first.states["ep"].full_since == NOW
+    later = NOW + 3.0
+    still = Lane(policy, first.states["ep"], 4)
+    out = admit(candidates(40), {"ep": still}, later, random.Random(2))
+    assert out.granted == []
+    assert out.states.get("ep", still.state).full_since == NOW  # full since the first look
+    assert min(at for _, at in out.deferred) >= later + 3.0
+    # A slot free again: the lane is no longer full, and the next wait is the average's.
+    freed = admit(candidates(40), {"ep": Lane(policy, still.state, 3)}, later, random.Random(3))
+    assert len(freed.granted) == 1 and freed.states["ep"].full_since is None
+    assert min(at for _, at in freed.deferred) < later + 1.0

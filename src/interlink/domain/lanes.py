@@ -60,6 +60,9 @@ class LaneState(msgspec.Struct, frozen=True):
     horizon: float = 0.0
     latency: float | None = None  # moving average of attempt latency, seconds
     failing_since: float | None = None
+    # Since when every slot has been taken at each admission: how long its attempts have been
+    # out at least, which the moving average learns only when they end.
+    full_since: float | None = None
 
 
 class Lane(msgspec.Struct, frozen=True):
@@ -136,10 +139,17 @@ def _admit_lane(
         if seen < policy.breaker.min_attempts:
             free = min(free, policy.breaker.min_attempts - seen - lane.in_flight)
     gap = _gap(policy, state)
+    # A lane full since earlier admissions waits at least that long for a slot: attempts that
+    # have not ended (a receiver that never answers) take longer than their average says, and
+    # looking again at the average's pace would claim and defer its backlog over and over.
+    full_since = (state.full_since or now) if free <= 0 and lane.in_flight > 0 else None
+    held = 0.0 if full_since is None else now - full_since
+    slot_wait = max(MIN_SLOT_WAIT, state.latency or DEFAULT_LATENCY, held)
+    slot_gap = max(gap, held / policy.concurrency)
 
-    def pace(delivery_id: str, earliest: float) -> None:
+    def pace(delivery_id: str, earliest: float, step: float = gap) -> None:
         nonlocal horizon
-        horizon = max(earliest, horizon) + gap * rng.uniform(0.5, 1.5)
+        horizon = max(earliest, horizon) + step * rng.uniform(0.5, 1.5)
         out.deferred.append((delivery_id, horizon))
 
     for delivery_id in ids:
@@ -151,7 +161,7 @@ def _admit_lane(
             out.deferred.append((delivery_id, until + rng.uniform(0.0, spread)))
             continue
         if free <= 0:
-            pace(delivery_id, now + max(MIN_SLOT_WAIT, state.latency or DEFAULT_LATENCY))
+            pace(delivery_id, now + slot_wait, slot_gap)
             continue
         if limit is not None and bucket is not None:
             granted, bucket, wait = take(bucket, limit, now)
@@ -161,7 +171,9 @@ def _admit_lane(
         breaker = opened  # a probe granted in half-open is counted only when it is sent
         free -= 1
         out.granted.append(delivery_id)
-    return msgspec.structs.replace(state, breaker=breaker, bucket=bucket, horizon=horizon)
+    return msgspec.structs.replace(
+        state, breaker=breaker, bucket=bucket, horizon=horizon, full_since=full_since
+    )
 
 
 class LaneChange(enum.StrEnum):
