@@ -58,11 +58,11 @@ def _claim_keys(rows: Sequence[dict[str, Any]]) -> sa.Insert:
             for r in rows
         ]
     )
-    # A key held already is "updated" to itself, so that RETURNING names its event too: one
-    # round trip answers for new and duplicate keys alike.
-    return insert.on_conflict_do_update(
+    # A key held already is left alone (no row version, no lock): RETURNING names the keys
+    # this statement claimed, and the duplicates' events are read after, only when there are
+    # any — a partner's retry is the exception, and it should not write to be answered.
+    return insert.on_conflict_do_nothing(
         index_elements=["source_id", "idempotency_key"],
-        set_={"source_id": insert.excluded.source_id},
     ).returning(
         idempotency_keys.c.source_id,
         idempotency_keys.c.idempotency_key,
@@ -95,9 +95,11 @@ async def insert_new(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> d
         (k.source_id, k.idempotency_key): k.event_id
         for k in await conn.execute(_claim_keys(list(first.values())))
     }
-    new = [r for key, r in first.items() if held[key] == r["id"]]
+    new = [r for key, r in first.items() if held.get(key) == r["id"]]
     if new:
         await conn.execute(events.insert(), new)
+    if len(held) < len(first):
+        held.update(await stored_ids(conn, [key for key in first if key not in held]))
     return held
 
 
