@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 from litestar import Controller, get, post, put
 from litestar.exceptions import ClientException, ServiceUnavailableException, ValidationException
@@ -35,7 +37,8 @@ class ReconcilerOut(msgspec.Struct):
     running: bool
 
     @classmethod
-    def of(cls, s: ReconcilerSettings, now: float) -> ReconcilerOut:
+    def of(cls, s: ReconcilerSettings) -> ReconcilerOut:
+        now = time.time()  # a lease held by a process that died expires: not running then
         return cls(
             s.source_id,
             s.connection_id,
@@ -134,7 +137,7 @@ class ReconciliationController(Controller):
             interval_seconds=data.interval_seconds,
             enabled=data.enabled,
         )
-        return ReconcilerOut.of(settings, settings.updated_at)
+        return ReconcilerOut.of(settings)
 
     @get("/reconciler", summary="Get the source's reconciliation settings")
     async def get_settings(
@@ -145,7 +148,7 @@ class ReconciliationController(Controller):
             "reconciler of source",
             source_id,
         )
-        return ReconcilerOut.of(settings, settings.updated_at)
+        return ReconcilerOut.of(settings)
 
     @post(
         "/reconciliations",

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from interlink.domain.ids import new_id
 from interlink.domain.reconciliation import Drift
@@ -103,17 +104,17 @@ class Reconciliations:
                 "next_run_at": now + interval_seconds,
                 "updated_at": now,
             }
-            where = sa.and_(
-                source_reconcilers.c.source_id == source_id,
-                source_reconcilers.c.tenant_id == tenant_id,
-            )
-            changed = await conn.execute(source_reconcilers.update().where(where).values(values))
-            if not changed.rowcount:
-                await conn.execute(
-                    source_reconcilers.insert().values(
-                        source_id=source_id, tenant_id=tenant_id, created_at=now, **values
-                    )
+            # One statement, so two PUTs at once cannot both insert.
+            insert = (postgresql if not self.db.is_sqlite else sqlite).insert(source_reconcilers)
+            await conn.execute(
+                insert.values(
+                    source_id=source_id, tenant_id=tenant_id, created_at=now, **values
+                ).on_conflict_do_update(
+                    index_elements=["source_id"],
+                    set_=values,
+                    where=source_reconcilers.c.tenant_id == tenant_id,
                 )
+            )
         found = await self.get(tenant_id, source_id)
         assert found is not None
         return found
