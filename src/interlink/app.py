@@ -209,8 +209,9 @@ class Interlink:
             RefreshPolicy(refresh_fraction=settings.oauth_refresh_fraction),
             poll_interval=settings.poll_interval_seconds,
         )
+        normalization_store = NormalizationStore(self.db, self._driver)
         self.normalization = Normalization(
-            NormalizationStore(self.db, self._driver),
+            normalization_store,
             self.log_writer,
             self.kits,
             self.catalog,
@@ -229,7 +230,7 @@ class Interlink:
         # Reconciliation: each source's partner state pulled on its interval and diffed.
         self.reconciliation = Reconciliation(
             Reconciliations(self.db),
-            NormalizationStore(self.db, self._driver),
+            normalization_store,
             self.management,
             self.kits,
             self.catalog,

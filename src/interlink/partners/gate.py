@@ -8,7 +8,7 @@ that it makes legal (a ``confirmed`` that came before its ``created``), in their
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -18,7 +18,7 @@ from interlink.domain.models import Event
 from interlink.partners.kit import EntityGate, PartnerKit
 from interlink.partners.normalizer import Canonical
 from interlink.partners.pipeline import Normalized, Stage
-from interlink.storage.normalization import EntityRef, EntityState
+from interlink.storage.normalization import EntityRef, EntityState, NormalizationWrite
 from interlink.storage.quarantine import QuarantineEntry
 
 
@@ -75,6 +75,13 @@ class Plan(msgspec.Struct):
     states: dict[EntityRef, EntityState] = msgspec.field(default_factory=dict)
     quarantined: list[QuarantineEntry] = msgspec.field(default_factory=list)
     released: list[str] = msgspec.field(default_factory=list)
+
+    async def write(self, tx: NormalizationWrite, rejected: Sequence[QuarantineEntry] = ()) -> None:
+        """Into the stage's (or a reconciliation's) transaction: the one way a plan is kept."""
+        await tx.append(self.appends)
+        await tx.put_states(list(self.states.values()))
+        await tx.quarantine([*rejected, *self.quarantined])
+        await tx.resolve(self.released, "released")
 
 
 def quarantine_entry(

@@ -286,10 +286,7 @@ class Reconciliation:
             for candidate in corrections:
                 g.offer(kit, candidate)
             plan = g.plan
-            await tx.append(plan.appends)
-            await tx.put_states(list(plan.states.values()))
-            await tx.quarantine(plan.quarantined)
-            await tx.resolve(plan.released, "released")
+            await plan.write(tx)
             await tx.resolve(sorted(obsolete), "superseded")
             if plan.appends:
                 await tx.notify_log()

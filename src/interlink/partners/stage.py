@@ -157,12 +157,8 @@ class Normalization:
         gate = Gate(await tx.states(refs), await tx.held(refs))
         for kit, candidate in offered:
             gate.offer(kit, candidate)
-        plan = gate.plan
-        await tx.append(plan.appends)
-        await tx.put_states(list(plan.states.values()))
-        await tx.quarantine([*rejected, *plan.quarantined])
-        await tx.resolve(plan.released, "released")
-        return [e.id for e in plan.appends]
+        await gate.plan.write(tx, rejected)
+        return [e.id for e in gate.plan.appends]
 
     def _run(self, kit: PartnerKit, raw: Event, prepared: _Prepared) -> list[Normalized]:
         payload = prepared[raw.id] if raw.id in prepared else _decoded(raw)
