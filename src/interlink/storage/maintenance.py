@@ -47,11 +47,10 @@ LIVE = ("pending", "scheduled", "in_flight")
 # How long a partition's DDL waits for a lock before giving up until the next pass: a waiting
 # ACCESS EXCLUSIVE request would queue every later query of the table behind it.
 LOCK_TIMEOUT = "2s"
-_SYSTEM_SESSION = f"SELECT set_config('{rls.SCOPE_SETTING}', '{rls.SYSTEM}', false)"
 # Statuses as constants: the partial index of live deliveries (ix_deliveries_due_active) serves
 # only a query that names them so, not as parameters of a prepared statement.
 _LIVE_IN_RANGE = sa.text(
-    "SELECT 1 FROM deliveries WHERE status IN ('pending', 'scheduled', 'in_flight')"
+    f"SELECT 1 FROM deliveries WHERE status IN ({', '.join(repr(s) for s in LIVE)})"  # noqa: S608 - LIVE's constants
     " AND event_seq BETWEEN :lo AND :hi LIMIT 1"
 )
 
@@ -151,7 +150,7 @@ class Maintenance:
             ddl = await raw.execution_options(isolation_level="AUTOCOMMIT")
             # Each statement on this connection is a transaction of its own: the scope is the
             # session's (the connection is discarded after the pass, below).
-            await ddl.execute(sa.text(_SYSTEM_SESSION))
+            await ddl.execute(sa.text(rls.SYSTEM_SESSION))
             locked = await ddl.scalar(sa.select(sa.func.pg_try_advisory_lock(MAINTENANCE_LOCK)))
             if not locked:
                 report.skipped = True

@@ -80,16 +80,12 @@ def parse_bound(expression: str) -> tuple[float, float]:
     return _value(found.group(1)), _value(found.group(2))
 
 
-def _guarded(name: str) -> list[str]:
-    return rls.protect_statements(name)
-
-
 def create_day_statements(table: str, start: float) -> list[str]:
     name = day_name(table, start)
     return [
         f"CREATE TABLE {name} PARTITION OF {table}"
         f" FOR VALUES FROM ({_literal(start)}) TO ({_literal(start + DAY)})",
-        *_guarded(name),
+        *rls.protect_statements(name),
     ]
 
 
@@ -98,7 +94,7 @@ def create_future_statements(table: str, start: float) -> list[str]:
     return [
         f"CREATE TABLE {name} PARTITION OF {table}"
         f" FOR VALUES FROM ({_literal(start)}) TO (MAXVALUE)",
-        *_guarded(name),
+        *rls.protect_statements(name),
     ]
 
 

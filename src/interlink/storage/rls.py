@@ -24,6 +24,9 @@ POLICY = "tenant_isolation"
 TENANT_SETTING = "interlink.tenant_id"
 SCOPE_SETTING = "interlink.scope"
 SYSTEM = "system"
+# The system scope for a whole session (a migration's or maintenance's DDL connection, whose
+# statements commit one by one): what set_config(..., true) gives one transaction elsewhere.
+SYSTEM_SESSION = f"SELECT set_config('{SCOPE_SETTING}', '{SYSTEM}', false)"
 
 # The tenants table is keyed by its own id; every other tenant table by tenant_id.
 _KEY_COLUMNS = {"tenants": "id"}

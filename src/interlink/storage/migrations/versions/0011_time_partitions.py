@@ -64,7 +64,6 @@ depends_on: str | Sequence[str] | None = None
 
 Time = sa.Float(precision=53)
 _SYSTEM = f"SELECT set_config('{rls.SCOPE_SETTING}', '{rls.SYSTEM}', true)"
-_SYSTEM_SESSION = f"SELECT set_config('{rls.SCOPE_SETTING}', '{rls.SYSTEM}', false)"
 
 # Indexes of the partitioned events, each also built on the plain table before it is attached.
 _EVENT_INDEXES = {
@@ -106,7 +105,7 @@ def upgrade() -> None:
     with op.get_context().autocommit_block():
         # Session-wide on the owner's migration connection: each statement below is a
         # transaction of its own, and row-level security binds the owner too.
-        op.execute(_SYSTEM_SESSION)
+        op.execute(rls.SYSTEM_SESSION)
         # 2. The parent's indexes on the plain table, without blocking its writers.
         for name, columns in _EVENT_INDEXES.items():
             if name != "ix_events_tenant_id":  # the plain table has that one
