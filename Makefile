@@ -33,13 +33,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Test files run in parallel (pytest-xdist), one file per worker at a time, so module fixtures
+# stay shared; PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
+
 test: lint typecheck  ## the whole test suite: lint, types, unit, integration, e2e
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 
 # The in-process integration suite again, every test on a fresh PostgreSQL database instead of
 # SQLite (needs INTERLINK_TEST_POSTGRES_URL: `bash scripts/postgres.sh install start setup`).
 test-postgres: $(STAMP)
-	INTERLINK_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
+	INTERLINK_TEST_BACKEND=postgres $(PYTEST) tests/integration
 
 # The benchmark (docs/benchmarks.md): Interlink against a FastAPI + Celery + Redis baseline on
 # loopback, both measured in the same run; installs Debian's redis-server if it is missing.

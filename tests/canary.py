@@ -417,6 +417,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 # the plugin ---------------------------------------------------------------------------------------
 
 _SWEEP = pytest.StashKey[Sweep]()
+_WORKER_SECRETS = pytest.StashKey[int]()
 
 
 def capture_logging(sweep: Sweep) -> None:
@@ -454,13 +455,36 @@ def canary(request: pytest.FixtureRequest) -> Iterator[Sweep]:
         pytest.fail(report(leaks), pytrace=False)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under pytest-xdist each worker sweeps its own tests; its counts travel to the controller
+    # in ``workeroutput`` so the summary speaks for the whole run.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    sweep = session.config.stash.get(_SWEEP, None)
+    if workeroutput is not None and sweep is not None:
+        workeroutput["canary_totals"] = dict(sweep.totals)
+        workeroutput["canary_secrets"] = len(sweep.secrets)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", {})
+    sweep = node.config.stash.get(_SWEEP, None)
+    if sweep is None or "canary_totals" not in output:
+        return
+    sweep.totals.update(output["canary_totals"])
+    node.config.stash[_WORKER_SECRETS] = (
+        node.config.stash.get(_WORKER_SECRETS, 0) + output["canary_secrets"]
+    )
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     sweep = config.stash.get(_SWEEP, None)
     if sweep is None or not sweep.totals:
         return
     t = sweep.totals
+    secrets = len(sweep.secrets) + config.stash.get(_WORKER_SECRETS, 0)
     terminalreporter.write_line(
-        f"canary sweep: {len(sweep.secrets)} secrets looked for in {t['log']} log lines, "
+        f"canary sweep: {secrets} secrets looked for in {t['log']} log lines, "
         f"{t['response']} API responses, {t['record']} attempt/delivery/event records and "
         f"{t['output']} command outputs"
     )
