@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, Request, Response, get
+import structlog
+from litestar import Litestar, Request, Response, Router, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
@@ -12,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from interlink import __version__, problems
-from interlink.api.auth import TenancyMiddleware, principal
+from interlink.api.auth import TenancyMiddleware, authenticated, principal
 from interlink.api.configuration import (
     EndpointController,
     SourceController,
@@ -24,16 +25,22 @@ from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.reconciliation import ReconciliationController
+from interlink.api.request import JsonRequest
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
 
+log = structlog.get_logger("interlink.api")
 
-def _problem_response(status: int, detail: str | None) -> Response[bytes]:
+
+def _problem_response(
+    status: int, detail: str | None, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     return Response(
         content=problems.encode(problems.problem(status, detail)),
         status_code=status,
         media_type=problems.CONTENT_TYPE,
+        headers=headers,
     )
 
 
@@ -51,15 +58,35 @@ def _validation_detail(exc: ValidationException) -> str:
 
 
 def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    if exc.detail == "Input data was truncated":  # msgspec's words for a JSON body cut short
-        return _problem_response(400, "JSON is malformed: the body ends before the JSON does")
     if isinstance(exc, ValidationException):
         return _problem_response(400, _validation_detail(exc))
-    return _problem_response(exc.status_code, str(exc.detail))
+    if exc.status_code >= 500:
+        # Litestar's own 500s (a response that cannot be serialized, say) are unexpected too.
+        return _on_unexpected(_, exc)
+    # Headers the exception carries (a 405's Allow, a 401's WWW-Authenticate) are kept.
+    return _problem_response(exc.status_code, str(exc.detail), exc.headers)
 
 
 def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return _problem_response(503, "the database is unavailable; retry later")
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    request_id = problems.new_request_id()
+    # The method and path name the operation; the body and headers may hold secrets.
+    log.error(
+        "api.unexpected_error",
+        request_id=request_id,
+        method=request.method,
+        path=request.url.path,
+        exc_info=exc,
+    )
+    return Response(
+        content=problems.encode(problems.internal_error(request_id)),
+        status_code=500,
+        media_type=problems.CONTENT_TYPE,
+        headers={problems.REQUEST_ID_HEADER: request_id},
+    )
 
 
 def create_api(ctx: ApiContext) -> Litestar:
@@ -82,7 +109,11 @@ def create_api(ctx: ApiContext) -> Litestar:
             return _problem_response(503, "the database is not reachable")
         return {"status": "ready"}
 
-    return Litestar(
+    # Every resource needs a key, and the key is checked before the body is read (a guard runs
+    # before the handler's data is decoded): no one without a key makes the server parse.
+    resources = Router(
+        path="/",
+        guards=[authenticated],
         route_handlers=[
             TenantController,
             SourceController,
@@ -97,10 +128,11 @@ def create_api(ctx: ApiContext) -> Litestar:
             PartnerKitController,
             QuarantineController,
             ReconciliationController,
-            openapi,
-            healthz,
-            readyz,
         ],
+    )
+    return Litestar(
+        route_handlers=[resources, openapi, healthz, readyz],
+        request_class=JsonRequest,
         dependencies={
             "principal": Provide(principal, sync_to_thread=False),
             "ctx": Provide(context),
@@ -111,6 +143,7 @@ def create_api(ctx: ApiContext) -> Litestar:
         exception_handlers={
             HTTPException: _on_http_error,
             DatabaseUnavailable: _on_unavailable,
+            Exception: _on_unexpected,
         },
         openapi_config=OpenAPIConfig(
             title="Interlink",
