@@ -79,6 +79,12 @@ class JobController(Controller):
             "endpoint",
             data.endpoint_id,
         )
+        if data.source_id is not None:  # another tenant's source is not found, as everywhere
+            found(
+                await ctx.management.get_source(data.source_id, tenant_id),
+                "source",
+                data.source_id,
+            )
         if where.event_ids:
             known = await ctx.events.known(tenant_id, where.event_ids)
             missing = [e for e in where.event_ids if e not in known]

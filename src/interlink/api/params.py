@@ -10,6 +10,12 @@ from litestar.exceptions import NotFoundException, ValidationException
 from interlink.storage.pagination import InvalidCursor, Page, decode_cursor
 
 MAX_LIMIT = 500
+# The last second of the year 9999: the latest time Interlink takes (and can show).
+MAX_EPOCH = 253402300799.0
+# What the OpenAPI document says a time is (a query parameter's or a body's).
+INSTANT_SCHEMA = {
+    "description": "ISO 8601 with a time zone (2026-01-01T00:00:00Z), or epoch seconds",
+}
 
 
 def page(limit: int, cursor: str | None) -> Page:
@@ -28,18 +34,28 @@ def instant(name: str, value: str | None) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # Not NaN, not infinite, not past what a datetime holds: a stored time is shown again.
+        if not 0 <= seconds <= MAX_EPOCH:
+            raise ValidationException(
+                f"{name}: epoch seconds must be between 0 and {MAX_EPOCH:.0f} (the year 9999)"
+            )
+        return seconds
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise ValidationException(
             f"{name} must be an ISO 8601 time or epoch seconds, not {value[:40]!r}"
         ) from None
     if parsed.tzinfo is None:
         raise ValidationException(f"{name} needs a time zone, e.g. 'Z'")
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError):  # the year 1 or 9999 and a zone that leaves them
+        raise ValidationException(f"{name} is outside the years 1 to 9999") from None
 
 
 T = TypeVar("T")
