@@ -23,6 +23,8 @@ from interlink.api.configuration import (
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
+from interlink.api.openapi import truthful
+from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.reconciliation import ReconciliationController
 from interlink.api.request import JsonRequest
@@ -57,9 +59,28 @@ def _validation_detail(exc: ValidationException) -> str:
     return str(exc.detail)
 
 
+# How msgspec words a value that breaks the schema (the OpenAPI document's rules). Any other
+# message of a decoding failure is a struct's own __post_init__ check, a rule across fields
+# (open_seconds at most max_open_seconds) that the document cannot state: a 422, not a 400.
+_SCHEMA_WORDS = (
+    "Expected ",
+    "Object contains unknown field",
+    "Object missing required field",
+    "Invalid enum value",
+    "Invalid value",
+)
+
+
+def _breaks_the_document(exc: ValidationException) -> bool:
+    items = exc.extra if isinstance(exc.extra, list) else []
+    messages = [str(i.get("message", "")) for i in items if isinstance(i, dict)]
+    return not messages or any(m.startswith(_SCHEMA_WORDS) for m in messages)
+
+
 def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     if isinstance(exc, ValidationException):
-        return _problem_response(400, _validation_detail(exc))
+        status = 400 if _breaks_the_document(exc) else 422
+        return _problem_response(status, _validation_detail(exc))
     if exc.status_code >= 500:
         # Litestar's own 500s (a response that cannot be serialized, say) are unexpected too.
         return _on_unexpected(_, exc)
@@ -93,9 +114,13 @@ def create_api(ctx: ApiContext) -> Litestar:
     async def context() -> ApiContext:
         return ctx
 
+    document: dict[str, Any] = {}
+
     @get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return request.app.openapi_schema.to_schema()
+        if not document:  # made once: the routes do not change while the app runs
+            document.update(truthful(request.app.openapi_schema.to_schema()))
+        return document
 
     @get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -113,7 +138,7 @@ def create_api(ctx: ApiContext) -> Litestar:
     # before the handler's data is decoded): no one without a key makes the server parse.
     resources = Router(
         path="/",
-        guards=[authenticated],
+        guards=[authenticated, known_query],
         route_handlers=[
             TenantController,
             SourceController,

@@ -12,9 +12,17 @@ from interlink.api.params import INSTANT_SCHEMA, MAX_EPOCH
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.jobs import MAX_EVENT_IDS, Job, ReplayFilter, eta_seconds
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
-from interlink.domain.models import Endpoint, Envelope, Source, Subscription, Tenant
+from interlink.domain.models import (
+    Endpoint,
+    EndpointStatus,
+    Envelope,
+    Source,
+    Subscription,
+    Tenant,
+)
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
+from interlink.domain.token_refresh import ConnectionFlow
 from interlink.storage.connections import Connection
 from interlink.storage.deliveries import Attempt, Delivery
 
@@ -162,7 +170,7 @@ class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
     secret: str | None = None
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
-    status: str = "active"
+    status: EndpointStatus = EndpointStatus.ACTIVE
     # ordered: events of one key are delivered one at a time, in log order
     ordering: Ordering = Ordering.UNORDERED
     # what an ordered key does when its head is dead: wait for an operator, or skip it
@@ -178,7 +186,7 @@ class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
-    status: str | None = None
+    status: EndpointStatus | None = None
     ordering: Ordering | None = None
     on_head_dead: OnHeadDead | None = None
     concurrency: Concurrency | None = None
@@ -443,7 +451,7 @@ class ConnectionIn(msgspec.Struct, forbid_unknown_fields=True):
     token_url: Url
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
     client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-    flow: str = "client_credentials"
+    flow: ConnectionFlow = ConnectionFlow.CLIENT_CREDENTIALS
     scopes: Annotated[list[Scope], msgspec.Meta(max_length=50)] = msgspec.field(
         default_factory=list
     )
