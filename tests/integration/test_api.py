@@ -42,6 +42,21 @@ async def test_bad_bodies_get_4xx_with_the_reason(harness: Harness) -> None:
     assert r.status_code == 422 and "rot13" in r.json()["detail"]
     r = await harness.get(key, "/api/v1/events", cursor="!!!")
     assert r.status_code == 422
+    r = await harness.client.post(  # each bound holds; their order is a rule across fields
+        "/api/v1/endpoints",
+        json={
+            "url": "http://127.0.0.1:9/x",
+            "breaker": {"open_seconds": 60, "max_open_seconds": 30},
+        },
+        headers=h,
+    )
+    assert r.status_code == 422 and "max_open_seconds" in r.json()["detail"]
+    r = await harness.client.post(
+        "/api/v1/endpoints",
+        json={"url": "http://127.0.0.1:9/x", "breaker": {"open_seconds": 0}},
+        headers=h,
+    )
+    assert r.status_code == 400 and "open_seconds" in r.json()["detail"]
     r = await harness.get(key, "/api/v1/events", staus="dead")  # a typo is not ignored
     assert r.status_code == 400 and "staus" in r.json()["detail"]
     r = await harness.get(key, "/api/v1/deliveries", status="lost")
