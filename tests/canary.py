@@ -373,7 +373,7 @@ class Sweep:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or hostile JSON (nested thousands deep)
         return None
 
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import enum
 import fcntl
-import json
 import os
 import secrets
 import signal
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 import structlog
 import uvicorn
 
+from interlink import problems
 from interlink.api.app import create_api
 from interlink.api.context import ApiContext
 from interlink.catalog.catalog import EventCatalog
@@ -388,12 +388,12 @@ STOP_SECONDS = 10.0
 
 async def _not_served(send: Any, what: str, roles: frozenset[Role]) -> None:
     detail = f"this process does not serve {what} (its roles: {', '.join(sorted(roles))})"
-    body = json.dumps({"title": "Not Found", "status": 404, "detail": detail}).encode()
+    body = problems.encode(problems.problem(404, detail))
     await send(
         {
             "type": "http.response.start",
             "status": 404,
-            "headers": [(b"content-type", b"application/problem+json")],
+            "headers": [(b"content-type", problems.CONTENT_TYPE.encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

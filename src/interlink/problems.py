@@ -5,8 +5,11 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import msgspec
+import uuid_utils
 
 CONTENT_TYPE = "application/problem+json"
+# Sent with every answer to an unexpected error: the id its log line carries.
+REQUEST_ID_HEADER = "x-request-id"
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -21,6 +24,19 @@ def problem(status: int, detail: str | None = None, kind: str | None = None) -> 
     slug = kind or phrase.lower().replace(" ", "-").replace("'", "")
     return Problem(
         type=f"https://interlink.dev/problems/{slug}", title=phrase, status=status, detail=detail
+    )
+
+
+def new_request_id() -> str:
+    return f"req_{uuid_utils.uuid7().hex}"
+
+
+def internal_error(request_id: str) -> Problem:
+    """The answer to an error nobody foresaw: nothing of it but the id of its log line."""
+    return problem(
+        500,
+        f"an unexpected error occurred; the server's log has it under request id {request_id}",
+        "internal-error",
     )
 
 

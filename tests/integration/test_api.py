@@ -17,7 +17,8 @@ async def test_auth_is_required_and_scoped(harness: Harness) -> None:
     assert r.status_code == 403 and "tenant" in r.json()["detail"]
 
 
-async def test_bad_bodies_get_400_with_the_reason(harness: Harness) -> None:
+async def test_bad_bodies_get_4xx_with_the_reason(harness: Harness) -> None:
+    """400 for what breaks the OpenAPI document; 422 for a rule it cannot state."""
     key = await harness.tenant()
     h = harness.auth(key)
     for broken in (b"{nope", b'{"url": "http://127.0.0.1:9/x"'):
@@ -30,17 +31,34 @@ async def test_bad_bodies_get_400_with_the_reason(harness: Harness) -> None:
     r = await harness.client.post(
         "/api/v1/subscriptions", json={"endpoint_id": "ep_x", "event_types": ["a..b"]}, headers=h
     )
-    assert r.status_code == 400 and "a..b" in r.json()["detail"]
+    assert r.status_code == 422 and "a..b" in r.json()["detail"]
     r = await harness.client.post(
         "/api/v1/endpoints", json={"url": "ftp://example.com/x"}, headers=h
     )
-    assert r.status_code == 400 and "scheme" in r.json()["detail"]
+    assert r.status_code == 422 and "scheme" in r.json()["detail"]
     r = await harness.client.post(
         "/api/v1/sources", json={"name": "s", "verifier": "rot13"}, headers=h
     )
-    assert r.status_code == 400 and "rot13" in r.json()["detail"]
+    assert r.status_code == 422 and "rot13" in r.json()["detail"]
     r = await harness.get(key, "/api/v1/events", cursor="!!!")
-    assert r.status_code == 400
+    assert r.status_code == 422
+    r = await harness.client.post(  # each bound holds; their order is a rule across fields
+        "/api/v1/endpoints",
+        json={
+            "url": "http://127.0.0.1:9/x",
+            "breaker": {"open_seconds": 60, "max_open_seconds": 30},
+        },
+        headers=h,
+    )
+    assert r.status_code == 422 and "max_open_seconds" in r.json()["detail"]
+    r = await harness.client.post(
+        "/api/v1/endpoints",
+        json={"url": "http://127.0.0.1:9/x", "breaker": {"open_seconds": 0}},
+        headers=h,
+    )
+    assert r.status_code == 400 and "open_seconds" in r.json()["detail"]
+    r = await harness.get(key, "/api/v1/events", staus="dead")  # a typo is not ignored
+    assert r.status_code == 400 and "staus" in r.json()["detail"]
     r = await harness.get(key, "/api/v1/deliveries", status="lost")
     assert r.status_code == 400
     r = await harness.get(key, "/api/v1/events", after="yesterday")

@@ -119,7 +119,7 @@ async def test_standard_webhooks_v1a_source(harness: Harness) -> None:
         json={"name": "x", "secrets": ["whsk_" + base64.b64encode(bytes(range(32))).decode()]},
         headers=harness.auth(key),
     )
-    assert r.status_code == 400 and "give the source the partner's 'whpk_'" in r.json()["detail"]
+    assert r.status_code == 422 and "give the source the partner's 'whpk_'" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("scheme", ["github", "shopify"])
@@ -170,7 +170,7 @@ async def test_stripe_and_shopify_need_the_partners_secret(harness: Harness) -> 
         r = await harness.client.post(
             "/api/v1/sources", json={"name": "s", "verifier": scheme}, headers=harness.auth(key)
         )
-        assert r.status_code == 400, r.text
+        assert r.status_code == 422, r.text
         assert "checks the signing secret the partner issues" in r.json()["detail"]
 
 
@@ -239,10 +239,10 @@ async def test_rotation_refusals(harness: Harness) -> None:
     cases: list[tuple[str, str, dict[str, Any], int, str]] = [
         (other, source, {}, 404, "no source"),  # another tenant's source is not found
         (key, "src_nope", {}, 404, "no source"),
-        (key, source, {"secret": "not-a-whsec"}, 400, "secret: not a Standard Webhooks secret"),
-        (key, source, {"secret": secret}, 400, "already holds this secret"),
-        (key, stripe_source, {}, 400, "checks the signing secret the partner issues"),
-        (key, none_source, {}, 400, "takes no secrets"),
+        (key, source, {"secret": "not-a-whsec"}, 422, "secret: not a Standard Webhooks secret"),
+        (key, source, {"secret": secret}, 422, "already holds this secret"),
+        (key, stripe_source, {}, 422, "checks the signing secret the partner issues"),
+        (key, none_source, {}, 422, "takes no secrets"),
         (key, source, {"expire_current_in_seconds": -1}, 400, ""),
         (key, source, {"rotate": True}, 400, ""),
     ]
@@ -263,7 +263,7 @@ async def test_rotation_is_bounded(harness: Harness) -> None:
     for _ in range(9):
         assert (await rotate(harness, key, source)).status_code == 201
     r = await rotate(harness, key, source)
-    assert r.status_code == 400 and "at most 10 secrets" in r.json()["detail"]
+    assert r.status_code == 422 and "at most 10 secrets" in r.json()["detail"]
     # Expiring the current ones at once replaces them, which makes room.
     r = await rotate(harness, key, source, expire_current_in_seconds=0)
     assert r.status_code == 201, r.text

@@ -369,14 +369,14 @@ async def test_source_kit_is_checked_and_can_be_changed(harness: Harness) -> Non
     r = await harness.client.post(
         "/api/v1/sources", json={"name": "x", "kit": "no_such_kit"}, headers=harness.auth(key)
     )
-    assert r.status_code == 400 and "no partner kit 'no_such_kit'" in r.json()["detail"]
+    assert r.status_code == 422 and "no partner kit 'no_such_kit'" in r.json()["detail"]
     source = await harness.post(key, "/api/v1/sources", {"name": "plain"})
     assert source["source"]["kit"] is None
     path = f"/api/v1/sources/{source['source']['id']}"
     r = await harness.client.patch(path, json={"kit": "pms_alpha"}, headers=harness.auth(key))
     assert r.status_code == 200 and r.json()["kit"] == "pms_alpha"
     r = await harness.client.patch(path, json={"kit": "nope"}, headers=harness.auth(key))
-    assert r.status_code == 400
+    assert r.status_code == 422
     r = await harness.client.patch(path, json={"kit": None}, headers=harness.auth(key))
     assert r.status_code == 200 and r.json()["kit"] is None
     r = await harness.get(key, "/api/v1/quarantine", stage="bogus")

@@ -67,9 +67,10 @@ async def test_settings_that_cannot_work_are_refused_with_the_reason(
     good = {"connection_id": connection_id, "api_url": partner.url}
     cases = [
         ("src_unknown", good, 404, "no source"),
-        (beta_id, good, 400, "declares no reconciler"),
-        (source_id, {**good, "connection_id": "conn_nope"}, 400, "no connection 'conn_nope'"),
-        (source_id, {**good, "api_url": "http://10.1.2.3/api"}, 400, "api_url"),
+        # 422: rules the OpenAPI document cannot state; 400: what it states
+        (beta_id, good, 422, "declares no reconciler"),
+        (source_id, {**good, "connection_id": "conn_nope"}, 422, "no connection 'conn_nope'"),
+        (source_id, {**good, "api_url": "http://10.1.2.3/api"}, 422, "api_url"),
         (source_id, {**good, "interval_seconds": 0}, 400, "interval_seconds"),
         (source_id, {**good, "surprise": 1}, 400, "surprise"),
     ]
@@ -78,7 +79,7 @@ async def test_settings_that_cannot_work_are_refused_with_the_reason(
         assert r.status_code == status, (body, r.text)
         assert detail in r.text, r.text
     r = await h.client.post(f"/api/v1/sources/{source_id}/reconciliations", headers=h.auth(key))
-    assert r.status_code == 400 and "no reconciler settings" in r.json()["detail"]
+    assert r.status_code == 422 and "no reconciler settings" in r.json()["detail"]
     kits = {k["name"]: k for k in (await h.get(key, "/api/v1/partner-kits")).json()["data"]}
     assert kits["pms_alpha"]["reconciles"] == "booking" and kits["pms_beta"]["reconciles"] is None
     r = await put(h, key, source_id, **good, interval_seconds=600)

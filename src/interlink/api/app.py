@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, Request, Response, get
+import structlog
+from litestar import Litestar, Request, Response, Router, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
@@ -12,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from interlink import __version__, problems
-from interlink.api.auth import TenancyMiddleware, principal
+from interlink.api.auth import TenancyMiddleware, authenticated, principal
 from interlink.api.configuration import (
     EndpointController,
     SourceController,
@@ -22,18 +23,26 @@ from interlink.api.configuration import (
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
+from interlink.api.openapi import truthful
+from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.reconciliation import ReconciliationController
+from interlink.api.request import JsonRequest
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
 
+log = structlog.get_logger("interlink.api")
 
-def _problem_response(status: int, detail: str | None) -> Response[bytes]:
+
+def _problem_response(
+    status: int, detail: str | None, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     return Response(
         content=problems.encode(problems.problem(status, detail)),
         status_code=status,
         media_type=problems.CONTENT_TYPE,
+        headers=headers,
     )
 
 
@@ -50,25 +59,68 @@ def _validation_detail(exc: ValidationException) -> str:
     return str(exc.detail)
 
 
+# How msgspec words a value that breaks the schema (the OpenAPI document's rules). Any other
+# message of a decoding failure is a struct's own __post_init__ check, a rule across fields
+# (open_seconds at most max_open_seconds) that the document cannot state: a 422, not a 400.
+_SCHEMA_WORDS = (
+    "Expected ",
+    "Object contains unknown field",
+    "Object missing required field",
+    "Invalid enum value",
+    "Invalid value",
+)
+
+
+def _breaks_the_document(exc: ValidationException) -> bool:
+    items = exc.extra if isinstance(exc.extra, list) else []
+    messages = [str(i.get("message", "")) for i in items if isinstance(i, dict)]
+    return not messages or any(m.startswith(_SCHEMA_WORDS) for m in messages)
+
+
 def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    if exc.detail == "Input data was truncated":  # msgspec's words for a JSON body cut short
-        return _problem_response(400, "JSON is malformed: the body ends before the JSON does")
     if isinstance(exc, ValidationException):
-        return _problem_response(400, _validation_detail(exc))
-    return _problem_response(exc.status_code, str(exc.detail))
+        status = 400 if _breaks_the_document(exc) else 422
+        return _problem_response(status, _validation_detail(exc))
+    if exc.status_code >= 500:
+        # Litestar's own 500s (a response that cannot be serialized, say) are unexpected too.
+        return _on_unexpected(_, exc)
+    # Headers the exception carries (a 405's Allow, a 401's WWW-Authenticate) are kept.
+    return _problem_response(exc.status_code, str(exc.detail), exc.headers)
 
 
 def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return _problem_response(503, "the database is unavailable; retry later")
 
 
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    request_id = problems.new_request_id()
+    # The method and path name the operation; the body and headers may hold secrets.
+    log.error(
+        "api.unexpected_error",
+        request_id=request_id,
+        method=request.method,
+        path=request.url.path,
+        exc_info=exc,
+    )
+    return Response(
+        content=problems.encode(problems.internal_error(request_id)),
+        status_code=500,
+        media_type=problems.CONTENT_TYPE,
+        headers={problems.REQUEST_ID_HEADER: request_id},
+    )
+
+
 def create_api(ctx: ApiContext) -> Litestar:
     async def context() -> ApiContext:
         return ctx
 
+    document: dict[str, Any] = {}
+
     @get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return request.app.openapi_schema.to_schema()
+        if not document:  # made once: the routes do not change while the app runs
+            document.update(truthful(request.app.openapi_schema.to_schema()))
+        return document
 
     @get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -82,7 +134,11 @@ def create_api(ctx: ApiContext) -> Litestar:
             return _problem_response(503, "the database is not reachable")
         return {"status": "ready"}
 
-    return Litestar(
+    # Every resource needs a key, and the key is checked before the body is read (a guard runs
+    # before the handler's data is decoded): no one without a key makes the server parse.
+    resources = Router(
+        path="/",
+        guards=[authenticated, known_query],
         route_handlers=[
             TenantController,
             SourceController,
@@ -97,10 +153,11 @@ def create_api(ctx: ApiContext) -> Litestar:
             PartnerKitController,
             QuarantineController,
             ReconciliationController,
-            openapi,
-            healthz,
-            readyz,
         ],
+    )
+    return Litestar(
+        route_handlers=[resources, openapi, healthz, readyz],
+        request_class=JsonRequest,
         dependencies={
             "principal": Provide(principal, sync_to_thread=False),
             "ctx": Provide(context),
@@ -111,6 +168,7 @@ def create_api(ctx: ApiContext) -> Litestar:
         exception_handlers={
             HTTPException: _on_http_error,
             DatabaseUnavailable: _on_unavailable,
+            Exception: _on_unexpected,
         },
         openapi_config=OpenAPIConfig(
             title="Interlink",

@@ -13,8 +13,10 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from interlink.storage.management import Management
@@ -105,3 +107,12 @@ def principal(request: Request[Any, Any, Any]) -> Principal:
         raise outcome
     assert isinstance(outcome, Principal)
     return outcome
+
+
+def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The guard of every resource: a 401 before anything else of the request is read."""
+    outcome = connection.scope.get("state", {}).get(_PRINCIPAL)
+    if isinstance(outcome, NotAuthorizedException):
+        raise outcome
+    if not isinstance(outcome, Principal):
+        raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")

@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException
 
 from interlink.api.auth import Principal, require_admin, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import found, page
+from interlink.api.params import Unprocessable, found, page
 from interlink.api.schemas import (
     ApiKeyCreated,
     EndpointCreated,
@@ -100,7 +100,7 @@ class SourceController(Controller):
                 secrets = [generate_secret(verifier)]
             config = validate_config(verifier, verifier_config, secrets)
         except ValueError as exc:
-            raise ValidationException(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         source = await ctx.management.create_source(
             tenant_id,
             name=data.name,
@@ -144,7 +144,7 @@ class SourceController(Controller):
             secret = data.secret or generate_secret(source.verifier)
             validate_secret(source.verifier, secret)
         except ValueError as exc:
-            raise ValidationException(f"secret: {exc}") from None
+            raise Unprocessable(f"secret: {exc}") from None
         now = time.time()
         expire_at = None
         if data.expire_current_in_seconds is not None:
@@ -154,7 +154,7 @@ class SourceController(Controller):
                 tenant_id, source_id, secret, now=now, expire_others_at=expire_at
             )
         except ValueError as exc:
-            raise ValidationException(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         source = found(rotated, "source", source_id)
         return SecretAdded(source=SourceOut.of(source, ctx.settings.public_url), secret=secret)
 
@@ -184,7 +184,7 @@ def _kit(ctx: ApiContext, name: str | None) -> PartnerKit | None:
     kit = ctx.kits.get(name)
     if kit is None:
         installed = ", ".join(k.name for k in ctx.kits.all()) or "none"
-        raise ValidationException(f"kit: no partner kit '{name}' is installed ({installed})")
+        raise Unprocessable(f"kit: no partner kit '{name}' is installed ({installed})")
     return kit
 
 
@@ -192,16 +192,7 @@ def _check_endpoint_url(url: str, ctx: ApiContext) -> None:
     try:
         check_url(url, ctx.outbound)
     except (BlockedDestination, ValueError) as exc:
-        raise ValidationException(f"url: {exc}") from None
-
-
-def _status(value: str) -> EndpointStatus:
-    try:
-        return EndpointStatus(value)
-    except ValueError:
-        raise ValidationException(
-            f"status must be one of {', '.join(s.value for s in EndpointStatus)}"
-        ) from None
+        raise Unprocessable(f"url: {exc}") from None
 
 
 class EndpointController(Controller):
@@ -220,7 +211,7 @@ class EndpointController(Controller):
             # which a source may hold, would not do.
             standard_webhooks.validate_secret(secret)
         except ValueError as exc:
-            raise ValidationException(f"secret: {exc}") from None
+            raise Unprocessable(f"secret: {exc}") from None
         endpoint = await ctx.management.create_endpoint(
             tenant_id,
             url=data.url,
@@ -230,7 +221,7 @@ class EndpointController(Controller):
             if data.retry_schedule
             else RetryPolicy(),
             timeout_seconds=data.timeout_seconds or ctx.settings.delivery_timeout_seconds,
-            status=_status(data.status),
+            status=data.status,
             ordering=data.ordering,
             on_head_dead=data.on_head_dead,
             concurrency=data.concurrency,
@@ -276,7 +267,6 @@ class EndpointController(Controller):
         if "retry_schedule" in changes:
             changes["retry"] = RetryPolicy(schedule=tuple(changes.pop("retry_schedule")))
         if "status" in changes:
-            changes["status"] = _status(changes["status"])
             changes["disabled_reason"] = (
                 "disabled by an operator" if changes["status"] is EndpointStatus.DISABLED else None
             )
@@ -320,7 +310,7 @@ class SubscriptionController(Controller):
         try:
             patterns = [validate_pattern(p) for p in data.event_types]
         except InvalidPattern as exc:
-            raise ValidationException(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         if await ctx.management.get_endpoint(tenant_id, data.endpoint_id) is None:
             raise NotFoundException(f"no endpoint '{data.endpoint_id}'")
         sub = await ctx.management.create_subscription(tenant_id, data.endpoint_id, patterns)

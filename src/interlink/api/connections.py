@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 
 from litestar import Controller, delete, get, post
-from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
+from litestar.exceptions import NotFoundException, ServiceUnavailableException
 
 from interlink.api.auth import Principal, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import found, page
+from interlink.api.params import Unprocessable, found, page
 from interlink.api.schemas import ConnectionIn, ConnectionOut, Listing
 from interlink.delivery.outbound_guard import BlockedDestination, check_url
 from interlink.domain.token_refresh import ConnectionFlow
@@ -28,24 +28,17 @@ def _tokens(ctx: ApiContext) -> TokenManager:
 
 
 def _flow(data: ConnectionIn) -> ConnectionFlow:
-    try:
-        flow = ConnectionFlow(data.flow)
-    except ValueError:
-        raise ValidationException(
-            f"flow must be one of {', '.join(f.value for f in ConnectionFlow)}"
-        ) from None
+    flow = data.flow
     if flow is ConnectionFlow.CLIENT_CREDENTIALS:
         if data.refresh_token or data.authorization_code:
-            raise ValidationException(
-                "client_credentials takes no refresh_token or authorization_code"
-            )
+            raise Unprocessable("client_credentials takes no refresh_token or authorization_code")
     elif not (data.refresh_token or data.authorization_code):
-        raise ValidationException(
+        raise Unprocessable(
             "authorization_code needs the refresh_token the user's consent gave, "
             "or the authorization_code to exchange"
         )
     elif data.refresh_token and data.authorization_code:
-        raise ValidationException("give a refresh_token or an authorization_code, not both")
+        raise Unprocessable("give a refresh_token or an authorization_code, not both")
     return flow
 
 
@@ -66,7 +59,7 @@ class ConnectionController(Controller):
             try:
                 check_url(url, ctx.outbound)
             except (BlockedDestination, ValueError) as exc:
-                raise ValidationException(f"{name}: {exc}") from None
+                raise Unprocessable(f"{name}: {exc}") from None
         connection = await tokens.connections.create(
             tenant_id,
             partner=data.partner,

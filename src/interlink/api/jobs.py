@@ -9,14 +9,16 @@ from litestar.exceptions import ClientException, ValidationException
 
 from interlink.api.auth import Principal, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import found, instant, page
+from interlink.api.params import Unprocessable, found, instant, page
 from interlink.api.schemas import Instant, JobOut, Listing, RedriveIn, ReplayJobIn
 from interlink.domain.jobs import InvalidFilter, JobKind, JobStatus, RedriveFilter, ReplayFilter
 from interlink.storage.jobs import JobFinished
 
 
 def _instant(name: str, value: Instant | None) -> float | None:
-    return instant(name, None if value is None else str(value))
+    if isinstance(value, int | float):
+        return float(value)  # its bounds are the schema's, checked as the body was decoded
+    return instant(name, value)
 
 
 def _rate(ctx: ApiContext, asked: float | None) -> float:
@@ -24,7 +26,7 @@ def _rate(ctx: ApiContext, asked: float | None) -> float:
     if asked is None:
         return min(ctx.settings.job_rate_default, most)
     if asked > most:
-        raise ValidationException(f"rate must be at most {most:g} items per second")
+        raise Unprocessable(f"rate must be at most {most:g} items per second")
     return asked
 
 
@@ -48,7 +50,7 @@ class JobController(Controller):
                 created_before=_instant("before", data.before),
             )
         except InvalidFilter as exc:
-            raise ValidationException(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         rate = _rate(ctx, data.rate)
         if data.endpoint_id is not None:
             found(
@@ -72,13 +74,19 @@ class JobController(Controller):
                 received_before=_instant("before", data.before),
             )
         except InvalidFilter as exc:
-            raise ValidationException(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         rate = _rate(ctx, data.rate)
         found(
             await ctx.management.get_endpoint(tenant_id, data.endpoint_id),
             "endpoint",
             data.endpoint_id,
         )
+        if data.source_id is not None:  # another tenant's source is not found, as everywhere
+            found(
+                await ctx.management.get_source(data.source_id, tenant_id),
+                "source",
+                data.source_id,
+            )
         if where.event_ids:
             known = await ctx.events.known(tenant_id, where.event_ids)
             missing = [e for e in where.event_ids if e not in known]

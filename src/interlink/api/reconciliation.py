@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, post, put
-from litestar.exceptions import ClientException, ServiceUnavailableException, ValidationException
+from litestar.exceptions import ClientException, ServiceUnavailableException
 
 from interlink.api.auth import Principal, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import found, page
-from interlink.api.schemas import Listing, iso
+from interlink.api.params import Unprocessable, found, page
+from interlink.api.schemas import Id, Listing, Url, iso
 from interlink.delivery.outbound_guard import BlockedDestination, check_url
 from interlink.partners.reconciliation import AlreadyRunning, NotReconcilable, Reconciliation
 from interlink.storage.reconciliation import ReconcilerSettings, Run
@@ -21,9 +22,11 @@ MAX_INTERVAL_SECONDS = 7 * 86400.0
 
 
 class ReconcilerIn(msgspec.Struct, forbid_unknown_fields=True):
-    connection_id: str
-    api_url: str  # the partner API's base URL; the kit's listing path is under it
-    interval_seconds: float = 3600.0
+    connection_id: Id
+    api_url: Url  # the partner API's base URL; the kit's listing path is under it
+    interval_seconds: Annotated[
+        float, msgspec.Meta(ge=MIN_INTERVAL_SECONDS, le=MAX_INTERVAL_SECONDS)
+    ] = 3600.0
     enabled: bool = True
 
 
@@ -112,23 +115,18 @@ class ReconciliationController(Controller):
         source = found(await ctx.management.get_source(source_id, tenant_id), "source", source_id)
         kit = ctx.kits.get(source.kit) if source.kit else None
         if kit is None or kit.reconciler is None:
-            raise ValidationException(
+            raise Unprocessable(
                 f"source '{source_id}': its partner kit declares no reconciler"
                 if kit
                 else f"source '{source_id}' names no installed partner kit"
             )
-        if not MIN_INTERVAL_SECONDS <= data.interval_seconds <= MAX_INTERVAL_SECONDS:
-            raise ValidationException(
-                f"interval_seconds must be between {MIN_INTERVAL_SECONDS:g} and "
-                f"{MAX_INTERVAL_SECONDS:g}"
-            )
         try:
             check_url(data.api_url, ctx.outbound)
         except (BlockedDestination, ValueError) as exc:
-            raise ValidationException(f"api_url: {exc}") from None
+            raise Unprocessable(f"api_url: {exc}") from None
         tokens = ctx.tokens
         if tokens is None or await tokens.connections.get(tenant_id, data.connection_id) is None:
-            raise ValidationException(f"no connection '{data.connection_id}'")
+            raise Unprocessable(f"no connection '{data.connection_id}'")
         settings = await rec.store.put(
             tenant_id,
             source_id,
@@ -162,7 +160,7 @@ class ReconciliationController(Controller):
         try:
             run = await rec.run_source(tenant_id, source_id, "api")
         except NotReconcilable as exc:
-            raise ValidationException(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         except AlreadyRunning as exc:
             raise ClientException(str(exc), status_code=409) from None
         return RunOut.of(run)

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 
+from interlink.api.params import INSTANT_SCHEMA, MAX_EPOCH
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.jobs import MAX_EVENT_IDS, Job, ReplayFilter, eta_seconds
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
-from interlink.domain.models import Endpoint, Envelope, Source, Subscription, Tenant
+from interlink.domain.models import (
+    Endpoint,
+    EndpointStatus,
+    Envelope,
+    Source,
+    Subscription,
+    Tenant,
+)
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
+from interlink.domain.token_refresh import ConnectionFlow
 from interlink.storage.connections import Connection
 from interlink.storage.deliveries import Attempt, Delivery
 
@@ -24,14 +34,26 @@ Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Concurrency = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 DisableAfter = Annotated[float, msgspec.Meta(ge=60, le=365 * 24 * 3600)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-JobRate = Annotated[float, msgspec.Meta(ge=1)]  # items per second
-Instant = str | float  # ISO 8601 (``2026-01-01T00:00:00Z``) or epoch seconds
+JobRate = Annotated[float, msgspec.Meta(ge=1, le=1_000_000)]  # items per second
+# ISO 8601 with a time zone (``2026-01-01T00:00:00Z``), or epoch seconds up to the year 9999.
+Instant = (
+    Annotated[str, msgspec.Meta(min_length=1, max_length=40, extra_json_schema=INSTANT_SCHEMA)]
+    | Annotated[float, msgspec.Meta(ge=0, le=MAX_EPOCH)]
+)
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
+    """A stored time as ISO 8601; one outside what a datetime holds (stored before times were
+    bounded) shows as the first or last time there is, so reading it never fails."""
+    if ts is None or math.isnan(ts):
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    try:
+        at = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        at = _FIRST if ts < 0 else _LAST
+    return at.isoformat().replace("+00:00", "Z")
 
 
 class Listing(msgspec.Struct):
@@ -148,7 +170,7 @@ class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
     secret: str | None = None
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
-    status: str = "active"
+    status: EndpointStatus = EndpointStatus.ACTIVE
     # ordered: events of one key are delivered one at a time, in log order
     ordering: Ordering = Ordering.UNORDERED
     # what an ordered key does when its head is dead: wait for an operator, or skip it
@@ -164,7 +186,7 @@ class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
-    status: str | None = None
+    status: EndpointStatus | None = None
     ordering: Ordering | None = None
     on_head_dead: OnHeadDead | None = None
     concurrency: Concurrency | None = None
@@ -429,7 +451,7 @@ class ConnectionIn(msgspec.Struct, forbid_unknown_fields=True):
     token_url: Url
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
     client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-    flow: str = "client_credentials"
+    flow: ConnectionFlow = ConnectionFlow.CLIENT_CREDENTIALS
     scopes: Annotated[list[Scope], msgspec.Meta(max_length=50)] = msgspec.field(
         default_factory=list
     )

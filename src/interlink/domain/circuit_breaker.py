@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import math
 import random
+from typing import Annotated
 
 import msgspec
 
@@ -45,21 +46,26 @@ def breaker_outcome(outcome: AttemptOutcome) -> BreakerOutcome:
     return BreakerOutcome.FAILURE
 
 
+# Bounds the API states (and msgspec checks) on each threshold: wide, but finite.
+_Seconds = Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)]
+_Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+
+
 class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    window_seconds: float = 300.0
-    min_attempts: int = 20
-    failure_ratio: float = 0.5
-    consecutive_connection_errors: int = 5
-    open_seconds: float = 30.0
-    max_open_seconds: float = 600.0
-    half_open_probes: int = 1
+    window_seconds: _Seconds = 300.0
+    min_attempts: _Count = 20
+    failure_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    consecutive_connection_errors: _Count = 5
+    open_seconds: _Seconds = 30.0
+    max_open_seconds: _Seconds = 600.0
+    half_open_probes: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     # The window is kept as this many time buckets, so its size is bounded whatever the traffic.
-    buckets: int = 10
+    buckets: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Spread of the cool-down (±), only applied when the caller passes an rng to ``record``.
-    jitter: float = 0.2
+    jitter: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.2
     # A probe that never reports back (its process died) frees its slot after this long, or a
     # half-open breaker would stay stuck; it matches the dispatcher's lease.
-    probe_lease_seconds: float = 120.0
+    probe_lease_seconds: _Seconds = 120.0
 
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:

@@ -7,7 +7,7 @@ processes; time is always passed in as ``now``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -23,9 +23,9 @@ def _slack(now: float) -> float:
 class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``rate`` tokens per ``per``; up to ``burst`` at once (by default one ``per``'s worth)."""
 
-    rate: float
+    rate: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
     per: Literal["second", "minute"] = "second"
-    burst: int | None = None
+    burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
     def __post_init__(self) -> None:
         if not (self.rate > 0 and math.isfinite(self.rate)):

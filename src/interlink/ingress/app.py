@@ -15,6 +15,7 @@ import structlog
 from opentelemetry.trace import INVALID_SPAN, Span
 
 from interlink import problems
+from interlink.domain import json_input
 from interlink.domain.envelope import EnvelopeError, extract
 from interlink.domain.ids import new_id
 from interlink.domain.models import Event, Source
@@ -137,6 +138,7 @@ class IngestApp:
         started = time.perf_counter()
         request = _Request()
         reason: str | None = None
+        extra: list[tuple[bytes, bytes]] = []
         try:
             status, body, ctype = await self._handle(scope, receive, request)
         except _Reject as reject:
@@ -144,6 +146,17 @@ class IngestApp:
             body = problems.encode(problems.problem(reject.status, reject.detail, reject.kind))
             ctype = problems.CONTENT_TYPE
             reason = rejection_reason(reject.status, reject.kind)
+            if reject.status == 405:
+                extra.append((b"allow", b"POST"))
+        except Exception:
+            request_id = problems.new_request_id()
+            log.exception(
+                "ingest.unexpected_error", request_id=request_id, source_id=request.source_id
+            )
+            status, body = 500, problems.encode(problems.internal_error(request_id))
+            extra.append((problems.REQUEST_ID_HEADER.encode(), request_id.encode()))
+            ctype = problems.CONTENT_TYPE
+            reason = rejection_reason(500, None)
         await send(
             {
                 "type": "http.response.start",
@@ -151,6 +164,7 @@ class IngestApp:
                 "headers": [
                     (b"content-type", ctype.encode()),
                     (b"content-length", str(len(body)).encode()),
+                    *extra,
                 ],
             }
         )
@@ -215,8 +229,8 @@ class IngestApp:
                 401, f"signature verification failed: {exc}", "invalid-signature"
             ) from None
         try:
-            payload = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
+            payload = json_input.decode(body)
+        except json_input.InvalidJson as exc:
             raise _Reject(400, f"malformed JSON: {exc}", "malformed-json") from None
         if not isinstance(payload, dict):
             raise _Reject(400, "the payload must be a JSON object", "malformed-json")

@@ -68,6 +68,7 @@ REJECTION_REASONS: Final = frozenset(
         "unknown_source",  # 404: counted under source_id="unknown"
         "method",  # 405: not a POST; counted under source_id="unknown" (no source looked up)
         "unavailable",  # 503: the event store could not take it
+        "internal",  # 500: an unexpected error, logged with its request id
     }
 )
 # Reasons that happen before a source is known: the path's id is the sender's text, never a label.
@@ -102,6 +103,8 @@ def rejection_reason(status: int, kind: str | None) -> str:
         return "method"
     if status == 503:
         return "unavailable"
+    if status == 500:
+        return "internal"
     if status == 400 and kind is None:
         return "incomplete"
     return "malformed"
