@@ -13,16 +13,13 @@ import fcntl
 import json
 import os
 import secrets
-import signal
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import structlog
-import uvicorn
 
 from interlink.api.app import create_api
 from interlink.api.context import ApiContext
@@ -36,6 +33,7 @@ from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.signing import signature_headers
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
+from interlink.http_server import ConnectionLimits, Server
 from interlink.ingress.app import IngestApp, SourceCache
 from interlink.ingress.group_commit import GroupCommit
 from interlink.observability import tracing
@@ -406,27 +404,6 @@ async def _bounded(stage: str, step: Awaitable[None]) -> None:
         log.warning("interlink.stop_overran", stage=stage)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, told that shutdown begins and never re-raising the signal after it.
-
-    uvicorn re-raises a caught SIGINT/SIGTERM once it has shut down, which would interrupt the
-    shutdown of Interlink's own roles that follows; here the signal ends the serving and the
-    process then exits normally.
-    """
-
-    def __init__(self, config: uvicorn.Config, on_stopping: Callable[[], None] | None) -> None:
-        super().__init__(config)
-        self._on_stopping = on_stopping
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
-            return
-        if self._on_stopping is not None:
-            self._on_stopping()
-        self.should_exit = True
-
-
 async def serve(
     settings: Settings,
     *,
@@ -440,20 +417,8 @@ async def serve(
     ``stop`` is set). Every process listens: for health and metrics at least."""
     system = Interlink(settings, on_settled=on_settled, roles=roles)
     await system.start()
-    server = _Server(
-        uvicorn.Config(
-            system,
-            host=settings.host,
-            port=settings.port,
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            loop="none",
-            http="httptools",
-            timeout_keep_alive=30,
-        ),
-        on_stopping,
-    )
+    limits = ConnectionLimits.of(settings)
+    server = Server(system, settings.host, settings.port, limits, on_stopping)
 
     async def after_bind() -> None:
         while not server.started:
