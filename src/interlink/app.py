@@ -63,6 +63,7 @@ from interlink.storage.ports import (
     LogWriter,
     Settled,
 )
+from interlink.storage.private_files import create_private_file, private_dir
 from interlink.storage.quarantine import Quarantine
 from interlink.storage.reconciliation import Reconciliations, Run
 from interlink.storage.secrets_box import SecretBox, secrets_keys
@@ -111,17 +112,17 @@ def admin_key(settings: Settings) -> str:
     path = STATE_DIR / "admin.key"
     if path.exists():
         return path.read_text().strip()
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
     key = "ik_admin_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = create_private_file(path)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key
 
 
 def _lock_sqlite(path: Path) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 - held for the process
+    private_dir(path.parent)
+    lock = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    handle = os.fdopen(lock, "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
