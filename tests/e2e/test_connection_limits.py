@@ -211,3 +211,34 @@ async def test_sigterm_stops_the_server_within_its_deadline_despite_a_half_sent_
         writer.close()
     finally:
         await asyncio.to_thread(process.stop)
+
+
+async def test_connections_over_the_bound_get_503_and_are_closed(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    workdir = tmp_path / "interlink"
+    workdir.mkdir()
+    bound = 20
+    process = InterlinkProcess(workdir, free_port(), {"INTERLINK_HTTP_MAX_CONNECTIONS": str(bound)})
+    request.node.stash.setdefault(_PROCESSES, []).append(process)
+    await process.start()
+    opened: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(bound):
+            opened.append((await asyncio.open_connection("127.0.0.1", process.port))[1])
+        await asyncio.sleep(0.5)  # the server has accepted them all
+        extra = [await asyncio.open_connection("127.0.0.1", process.port) for _ in range(5)]
+        replies = [await _read_until_closed(reader, MARGIN) for reader, _ in extra]
+        assert [_status(reply) for reply in replies] == [503] * 5, replies
+        assert all(b"retry-after: 1" in reply for reply in replies)
+        for _, writer in extra:
+            writer.close()
+        # Once the held ones go, new connections are served again.
+        for writer in opened:
+            writer.close()
+        opened.clear()
+        await process.wait_healthy(timeout=MARGIN)
+    finally:
+        for writer in opened:
+            writer.close()
+        await asyncio.to_thread(process.stop)
