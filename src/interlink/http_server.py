@@ -64,6 +64,12 @@ class ConnectionLimits:
         )
 
 
+# After an error answer the client may still be sending (a 1 MiB header): the connection is
+# half-closed and what arrives is discarded for this long, so the answer is read rather than
+# lost to the reset a close with unread data causes.
+LINGER_SECONDS = 2.0
+
+
 class _Phase(enum.Enum):
     IDLE = enum.auto()  # no byte of the next request yet
     HEADERS = enum.auto()  # the request line or headers are arriving
@@ -89,6 +95,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_fields = 0
         self._parsed_header_bytes = 0
         self._began_in_chunk = False
+        self._lingering = False
         self._body_started = 0.0
         self._body_last = 0.0
         self._body_bytes = 0
@@ -109,6 +116,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         self._began_in_chunk = False
         super().data_received(data)
         if self.transport.is_closing():
@@ -245,7 +254,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         the connection; the application, if it has the request, then reads a disconnect."""
         self._disarm()
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        answered = cycle is None or not cycle.response_started
+        if answered:
             title = http.HTTPStatus(status).phrase
             body = json.dumps({"title": title, "status": status, "detail": detail}).encode()
             head = [
@@ -260,7 +270,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+        if answered and self.transport.can_write_eof():
+            self._lingering = True
+            self.transport.write_eof()  # the client reads the answer, then EOF
+            self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
 
 def limited_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:

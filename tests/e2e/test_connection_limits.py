@@ -161,15 +161,12 @@ async def test_oversized_headers_get_431_and_nothing_is_stored(limited_api: Api)
         writer.write(head + body)
         try:
             reply = await _read_until_closed(reader, MARGIN)
-        except ConnectionResetError:
-            reply = b""  # closed before the client finished sending: also refused
         finally:
             writer.close()
         status_line = reply.split(b"\r\n", 1)[0]
         print(f"\n{name}: {status_line!r}")
-        assert _status(reply) in (431, 0), reply[:300]
-        if reply:
-            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["status"] == 431
+        assert _status(reply) == 431, reply[:300]
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["status"] == 431
     assert await limited_api.list_all("/api/v1/events", key) == []
 
 
