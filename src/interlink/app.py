@@ -12,16 +12,13 @@ import enum
 import fcntl
 import os
 import secrets
-import signal
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import structlog
-import uvicorn
 
 from interlink import problems
 from interlink.api.app import create_api
@@ -36,6 +33,7 @@ from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.signing import signature_headers
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
+from interlink.http_server import ConnectionLimits, Server
 from interlink.ingress.app import IngestApp, SourceCache
 from interlink.ingress.group_commit import GroupCommit
 from interlink.observability import tracing
@@ -65,6 +63,7 @@ from interlink.storage.ports import (
     LogWriter,
     Settled,
 )
+from interlink.storage.private_files import create_private_file, private_dir
 from interlink.storage.quarantine import Quarantine
 from interlink.storage.reconciliation import Reconciliations, Run
 from interlink.storage.secrets_box import SecretBox, secrets_keys
@@ -113,17 +112,17 @@ def admin_key(settings: Settings) -> str:
     path = STATE_DIR / "admin.key"
     if path.exists():
         return path.read_text().strip()
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
     key = "ik_admin_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = create_private_file(path)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key
 
 
 def _lock_sqlite(path: Path) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 - held for the process
+    private_dir(path.parent)
+    lock = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    handle = os.fdopen(lock, "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -406,27 +405,6 @@ async def _bounded(stage: str, step: Awaitable[None]) -> None:
         log.warning("interlink.stop_overran", stage=stage)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, told that shutdown begins and never re-raising the signal after it.
-
-    uvicorn re-raises a caught SIGINT/SIGTERM once it has shut down, which would interrupt the
-    shutdown of Interlink's own roles that follows; here the signal ends the serving and the
-    process then exits normally.
-    """
-
-    def __init__(self, config: uvicorn.Config, on_stopping: Callable[[], None] | None) -> None:
-        super().__init__(config)
-        self._on_stopping = on_stopping
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
-            return
-        if self._on_stopping is not None:
-            self._on_stopping()
-        self.should_exit = True
-
-
 async def serve(
     settings: Settings,
     *,
@@ -440,20 +418,8 @@ async def serve(
     ``stop`` is set). Every process listens: for health and metrics at least."""
     system = Interlink(settings, on_settled=on_settled, roles=roles)
     await system.start()
-    server = _Server(
-        uvicorn.Config(
-            system,
-            host=settings.host,
-            port=settings.port,
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            loop="none",
-            http="httptools",
-            timeout_keep_alive=30,
-        ),
-        on_stopping,
-    )
+    limits = ConnectionLimits.of(settings)
+    server = Server(system, settings.host, settings.port, limits, on_stopping)
 
     async def after_bind() -> None:
         while not server.started:

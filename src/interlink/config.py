@@ -76,8 +76,28 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Where a partner kit's API is, by kit name, when not where the kit says (a sandbox, a
     # regional host, a simulator); env: INTERLINK_PARTNER_API_URLS="pms_gamma=https://…,…".
     partner_api_urls: dict[str, str] = msgspec.field(default_factory=dict)
+    # What one HTTP client may hold (http_server.py): a request's headers must all arrive within
+    # http_header_timeout_seconds; its body may pause at most http_body_timeout_seconds and
+    # must average http_body_min_rate bytes a second after that grace (408 and closed
+    # otherwise); an idle kept-alive connection is closed after http_keep_alive_seconds; more
+    # than http_max_header_bytes of request line and headers, or http_max_headers fields, get
+    # 431; connections over http_max_connections get 503. On SIGTERM, requests in progress get
+    # http_shutdown_timeout_seconds to finish, then every connection is closed.
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_body_min_rate: float = 1024.0
+    http_keep_alive_seconds: float = 5.0
+    http_max_header_bytes: int = 64 * 1024
+    http_max_headers: int = 100
+    http_max_connections: int = 1024
+    http_shutdown_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
+        for name in _POSITIVE_FIELDS:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0")
+        if self.http_body_min_rate < 0:
+            raise ValueError("http_body_min_rate must be 0 (no minimum) or more")
         if self.retention_days is not None and not self.retention_days > 0:
             raise ValueError("retention_days must be more than 0 (unset keeps events forever)")
         if not 0 < self.oauth_refresh_fraction <= 1:
@@ -103,6 +123,15 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"http://{host}:{self.port}"
 
 
+_POSITIVE_FIELDS = (
+    "http_header_timeout_seconds",
+    "http_body_timeout_seconds",
+    "http_keep_alive_seconds",
+    "http_max_header_bytes",
+    "http_max_headers",
+    "http_max_connections",
+    "http_shutdown_timeout_seconds",
+)
 _LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
 _MAP_FIELDS = {"partner_api_urls"}
 

@@ -36,6 +36,8 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from tests.canary import Sweep
 
+from .browser import OfflineBrowser, offline_browser
+
 ADMIN_KEY = "ik_admin_e2e_" + "k" * 32
 INTERLINK = Path(sys.executable).parent / "interlink"
 START_TIMEOUT = 30.0
@@ -540,3 +542,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def api(http: aiohttp.ClientSession, interlink: InterlinkProcess, canary: Sweep) -> Api:
     return Api(http, interlink, canary)
+
+
+# browser ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[OfflineBrowser]:
+    """Headless Chromium that reaches loopback only (tests/e2e/browser.py)."""
+    async for offline in offline_browser():
+        yield offline

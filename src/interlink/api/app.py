@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -10,7 +12,8 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
 
 from interlink import __version__, problems
 from interlink.api.auth import TenancyMiddleware, authenticated, principal
@@ -110,6 +113,23 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+# /docs is Swagger UI served from Interlink itself: its assets come from the swagger-ui-py
+# package (Swagger UI's dist, with its Apache-2.0 licence), never from a CDN, so the page
+# renders on a machine without internet access.
+SWAGGER_UI_ASSETS = "/static/swagger-ui"
+_SWAGGER_UI_DIR = Path(str(importlib.resources.files("swagger_ui") / "static"))
+
+
+def _swagger_ui() -> SwaggerRenderPlugin:
+    return SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{SWAGGER_UI_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{SWAGGER_UI_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{SWAGGER_UI_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_UI_ASSETS}/favicon-32x32.png'>",
+    )
+
+
 def create_api(ctx: ApiContext) -> Litestar:
     async def context() -> ApiContext:
         return ctx
@@ -156,7 +176,15 @@ def create_api(ctx: ApiContext) -> Litestar:
         ],
     )
     return Litestar(
-        route_handlers=[resources, openapi, healthz, readyz],
+        route_handlers=[
+            resources,
+            openapi,
+            healthz,
+            readyz,
+            create_static_files_router(
+                path=SWAGGER_UI_ASSETS, directories=[_SWAGGER_UI_DIR], include_in_schema=False
+            ),
+        ],
         request_class=JsonRequest,
         dependencies={
             "principal": Provide(principal, sync_to_thread=False),
@@ -177,7 +205,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             "deliveries, jobs, connections, event types, partner kits, quarantine. Authenticate "
             "with 'Authorization: Bearer <api key>'.",
             path="/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[_swagger_ui()],
         ),
         debug=False,
     )

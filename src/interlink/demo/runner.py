@@ -49,6 +49,7 @@ from interlink.domain.retry import RetryPolicy
 from interlink.ingress.verifiers import standard_webhooks
 from interlink.observability.logging import configure as configure_logging
 from interlink.storage.ports import Settled
+from interlink.storage.private_files import create_private_file, private_dir
 
 __all__ = [
     "DEMO_DATABASE",
@@ -128,9 +129,8 @@ def reset_database(path: Path = DEMO_DATABASE) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = create_private_file(path)
     with os.fdopen(fd, "w") as f:
         f.write(text + "\n")
 
@@ -599,8 +599,9 @@ def _no_echo() -> Iterator[None]:
 
 
 def _open_log() -> IO[str]:
-    DEMO_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    return open(DEMO_LOG_FILE, "a", buffering=1)
+    private_dir(DEMO_LOG_FILE.parent)
+    fd = os.open(DEMO_LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", buffering=1)
 
 
 _STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "aiohttp", "asyncio")

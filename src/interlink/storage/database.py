@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from interlink.storage import rls, tenancy
+from interlink.storage.private_files import private_sqlite
 from interlink.storage.sqlite.driver import PRAGMAS
 
 
@@ -79,7 +80,7 @@ class Database:
         self.url = normalize_url(url)
         path = sqlite_path(self.url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(path)
         options: dict[str, Any] = {}
         if pool_size is not None and path is None:
             options = {"pool_size": pool_size, "max_overflow": 0}

@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from interlink.config import STATE_DIR
+from interlink.storage.private_files import create_private_file
 
 
 class Secret:
@@ -88,10 +89,9 @@ def secrets_keys(configured: Sequence[str], state_dir: Path = STATE_DIR) -> tupl
     path = state_dir / "secrets.key"
     if path.exists():
         return (path.read_text().strip(),)
-    state_dir.mkdir(parents=True, exist_ok=True)
     key = SecretBox.new_key()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = create_private_file(path)
     except FileExistsError:  # another process made it first: use that one
         return (path.read_text().strip(),)
     with os.fdopen(fd, "w") as f:
