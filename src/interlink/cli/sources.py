@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -170,6 +171,10 @@ def send(
             show_default=False,
         ),
     ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the secret from this file.", metavar="FILE", show_default=False),
+    ] = None,
     event_id: Annotated[
         str | None,
         typer.Option("--id", help="The webhook-id (default: a new one).", metavar="ID"),
@@ -185,8 +190,16 @@ def send(
     from interlink.delivery.signing import signature_headers
 
     key = secret or os.environ.get("INTERLINK_SOURCE_SECRET")
+    if secret_file is not None:
+        try:
+            key = secret_file.read_text().strip()
+        except OSError as exc:
+            raise fail(f"--secret-file: {exc}", 2) from None
     if not key:
-        raise fail("give the source's secret: --secret whsec_… or INTERLINK_SOURCE_SECRET", 2)
+        raise fail(
+            "give the source's secret: --secret whsec_…, --secret-file or INTERLINK_SOURCE_SECRET",
+            2,
+        )
     try:
         payload = json.loads(data)
     except ValueError as exc:
