@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.response import Redirect
 
 from interlink import __version__, problems
 from interlink.api.auth import TenancyMiddleware, principal
@@ -82,6 +83,11 @@ def create_api(ctx: ApiContext) -> Litestar:
             return _problem_response(503, "the database is not reachable")
         return {"status": "ready"}
 
+    @get("/", include_in_schema=False)
+    async def root() -> Redirect:
+        # Nothing lives at the root yet: send a browser to the API's docs (the console, later).
+        return Redirect("/docs")
+
     return Litestar(
         route_handlers=[
             TenantController,
@@ -100,6 +106,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             openapi,
             healthz,
             readyz,
+            root,
         ],
         dependencies={
             "principal": Provide(principal, sync_to_thread=False),
