@@ -8,8 +8,11 @@ import fcntl
 import inspect
 import io
 import json
+import os
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from rich.console import Console
+from tests.readme import readme_block, venv_here
 
 from interlink.app import AlreadyRunning, Interlink, serve
 from interlink.config import Settings
@@ -248,8 +252,25 @@ async def test_the_send_command_the_demo_prints_is_delivered(running: Running) -
     env = {"INTERLINK_API_URL": system.settings.public_url}
     result = await asyncio.to_thread(CliRunner().invoke, cli.app, args[1:], env=env)
     assert result.exit_code == 0, result.output
-    sent = json.loads(result.output)
+    sent = json.loads(result.output.splitlines()[0])
     assert sent["duplicate"] is False
+
+    # The README's demo block, as written (the port aside), from a second terminal.
+    venv_here(Path.cwd(), sys.executable)
+    block = "\n".join(["set -euo pipefail", *readme_block("demo")])
+    port = str(system.settings.port)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", block.replace("8400", port)],
+        env={**os.environ, "INTERLINK_API_URL": system.settings.public_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    # curl's answer has no newline: the send's answer is the last JSON object printed
+    from_readme = json.loads(done.stdout[done.stdout.rindex('{"id"') :])
+    assert from_readme["duplicate"] is False
 
     key = DEMO_KEY_FILE.read_text().strip()
     async with aiohttp.ClientSession(
@@ -257,9 +278,12 @@ async def test_the_send_command_the_demo_prints_is_delivered(running: Running) -
     ) as http:
 
         async def delivered_to_bookings_api() -> bool:
-            params = {"event_id": sent["id"], "endpoint_id": demo.endpoint_id("bookings-api")}
-            async with http.get("/api/v1/deliveries", params=params) as r:
-                return [d["status"] for d in (await r.json())["data"]] == ["succeeded"]
+            for event_id in (sent["id"], from_readme["id"]):
+                params = {"event_id": event_id, "endpoint_id": demo.endpoint_id("bookings-api")}
+                async with http.get("/api/v1/deliveries", params=params) as r:
+                    if [d["status"] for d in (await r.json())["data"]] != ["succeeded"]:
+                        return False
+            return True
 
         await _eventually(delivered_to_bookings_api, 15, "the sent event at bookings-api")
         async with http.get("/api/v1/endpoints") as r:

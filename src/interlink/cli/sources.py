@@ -25,6 +25,13 @@ app = typer.Typer(no_args_is_help=True, help="Inbound URLs partners send webhook
 
 COLUMNS = ("id", "name", "verifier", "kit", "ingest_url", "created_at")
 SourceId = Annotated[str, typer.Argument(help="The source's id (src_…).", metavar="SOURCE_ID")]
+SourceRef = Annotated[
+    str,
+    typer.Argument(
+        help="The source's id (src_…), or its name (looked up with INTERLINK_API_KEY).",
+        metavar="SOURCE",
+    ),
+]
 
 
 @app.command("create")
@@ -155,7 +162,7 @@ def reconciliations(
 
 @app.command("send")
 def send(
-    source_id: SourceId,
+    source_id: SourceRef,
     event_type: Annotated[
         str, typer.Option("--type", help="The event type, e.g. booking.created.", metavar="TYPE")
     ],
@@ -211,6 +218,8 @@ def send(
     except ValueError as exc:
         raise fail(f"--secret: {exc}", 2) from None
     base = os.environ.get("INTERLINK_API_URL", settings(config).public_url)
+    if not source_id.startswith("src_"):
+        source_id = _by_name(config, source_id)
     url = f"{base}/in/{q(source_id)}"
     try:
         response = httpx.post(
@@ -224,4 +233,20 @@ def send(
         except ValueError:
             detail = response.text[:200]
         raise fail(f"{response.status_code}: {detail}")
-    typer.echo(json.dumps(response.json()))
+    answer = response.json()
+    typer.echo(json.dumps(answer))
+    if not answer.get("duplicate"):
+        typer.echo(f"follow it: interlink events timeline {answer['id']}", err=True)
+
+
+def _by_name(config: str | None, name: str) -> str:
+    """The id of the tenant's source called ``name`` (INTERLINK_API_KEY's tenant)."""
+    found = [
+        s["id"]
+        for s in api(config, "GET", "/api/v1/sources", params={"limit": 500})["data"]
+        if s["name"] == name
+    ]
+    if len(found) != 1:
+        why = "no source" if not found else f"{len(found)} sources"
+        raise fail(f"{why} called {name!r}: give the source's id (src_…)", 2)
+    return str(found[0])
