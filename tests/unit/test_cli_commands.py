@@ -195,3 +195,14 @@ def test_client_commands_do_not_load_the_server() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == ""
+
+
+def test_tls_is_verified_over_https_and_fails_closed_over_http() -> None:
+    import ssl
+
+    assert _api._tls("https://interlink.example") is True
+    plain = _api._tls("http://127.0.0.1:8400")
+    assert isinstance(plain, ssl.SSLContext)
+    # No CA bundle loaded (it costs a tenth of a second), and still nothing unverified.
+    assert plain.verify_mode is ssl.CERT_REQUIRED and plain.check_hostname
+    assert plain.cert_store_stats()["x509_ca"] == 0
