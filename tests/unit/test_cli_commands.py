@@ -142,9 +142,9 @@ def _commands() -> list[tuple[list[str], click.Command]]:
 
     def walk(path: list[str], command: click.Command) -> None:
         found.append((path, command))
-        if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                walk([*path, name], sub)
+        # typer may vendor click: a group is what has subcommands
+        for name, sub in getattr(command, "commands", {}).items():
+            walk([*path, name], sub)
 
     walk([], root)
     return found
@@ -206,3 +206,19 @@ def test_tls_is_verified_over_https_and_fails_closed_over_http() -> None:
     # No CA bundle loaded (it costs a tenth of a second), and still nothing unverified.
     assert plain.verify_mode is ssl.CERT_REQUIRED and plain.check_hostname
     assert plain.cert_store_stats()["x509_ca"] == 0
+
+
+def test_every_command_the_readme_names_exists() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    named = re.findall(r"(?:^|[/` ])interlink ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", readme, re.M)
+    assert len(named) > 20
+    assert len(_commands()) > 60  # the walk sees every command
+    commands = {tuple(path) for path, _ in _commands() if path}
+    for group, command in named:
+        assert (group,) in commands, f"`interlink {group}` is in the README, not in the CLI"
+        if command and (group, command) not in commands:
+            assert (group,) in commands and not any(
+                p[0] == group and len(p) > 1 for p in commands
+            ), f"`interlink {group} {command}` is in the README, not in the CLI"

@@ -19,22 +19,33 @@ ConnectionId = Annotated[
 @app.command("create")
 def create(
     partner: Annotated[str, typer.Argument(help="The partner, e.g. gamma_stays.")],
-    token_url: Annotated[str, typer.Option(help="The partner's OAuth2 token endpoint")],
-    client_id: Annotated[str, typer.Option(help="OAuth2 client id")],
+    token_url: Annotated[
+        str, typer.Option(help="The partner's OAuth2 token endpoint.", metavar="URL")
+    ],
+    client_id: Annotated[str, typer.Option(help="OAuth2 client id.", metavar="ID")],
     client_secret: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, help="OAuth2 client secret (prompted)")
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, help="OAuth2 client secret (prompted).", metavar="SECRET"
+        ),
     ],
     flow: Annotated[
-        str, typer.Option(help="client_credentials | authorization_code")
+        str, typer.Option(help="client_credentials | authorization_code.", metavar="FLOW")
     ] = "client_credentials",
-    scope: Annotated[list[str] | None, typer.Option(help="Scope(s) to ask for")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Scope(s) to ask for.", metavar="SCOPE")
+    ] = None,
     refresh_token: Annotated[
-        str | None, typer.Option(help="authorization_code: the refresh token consent gave")
+        str | None,
+        typer.Option(help="authorization_code: the refresh token consent gave.", metavar="TOKEN"),
     ] = None,
     code: Annotated[
-        str | None, typer.Option(help="authorization_code: an authorization code to exchange")
+        str | None,
+        typer.Option(help="authorization_code: an authorization code to exchange.", metavar="CODE"),
     ] = None,
-    redirect_uri: Annotated[str | None, typer.Option(help="The code's redirect URI")] = None,
+    redirect_uri: Annotated[
+        str | None, typer.Option(help="The code's redirect URI.", metavar="URI")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a connection; its first token is fetched at once (the secret is never shown)."""

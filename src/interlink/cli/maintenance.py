@@ -17,7 +17,8 @@ app = typer.Typer(
 @app.command("run")
 def run(
     retention_days: Annotated[
-        float | None, typer.Option(help="Drop events older than this (default: the setting)")
+        float | None,
+        typer.Option(help="Drop events older than this (default: the setting).", metavar="DAYS"),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
