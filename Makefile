@@ -1,5 +1,6 @@
 # The two quick-start commands (`make demo`, `make test`) make their own virtualenv, because a
-# fresh Debian refuses `pip install` outside one.
+# fresh Debian refuses `pip install` outside one. Each step says what it does: the install takes
+# about 30 s, and pip shows each package it fetches (no progress bars, which garble logs).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,13 +11,18 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
+	@echo "==> making a virtualenv in $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 -m venv failed: on Debian, 'apt-get install python3-venv' first"; exit 1; }
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "==> upgrading pip in $(VENV)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "==> installing Interlink and its dev tools into $(VENV) (about 30 s the first time)"
+	@$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
 	@touch $(STAMP)
+	@echo "==> ready: $(BIN)/interlink"
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
+	@echo "==> installing the benchmark's extra packages"
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 

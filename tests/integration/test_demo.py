@@ -7,8 +7,12 @@ import contextlib
 import fcntl
 import inspect
 import io
+import json
+import os
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from rich.console import Console
+from tests.readme import readme_block, venv_here
 
 from interlink.app import AlreadyRunning, Interlink, serve
 from interlink.config import Settings
@@ -225,3 +230,80 @@ def test_reset_database_refuses_while_a_demo_holds_the_lock(
     reset_database()
     assert not DEMO_DATABASE.exists()
     assert not lock.exists()
+
+
+async def test_the_send_command_the_demo_prints_is_delivered(running: Running) -> None:
+    """The header's "Send one" command, as a user would paste it, signs with the demo source's
+    secret, is accepted, and reaches the receiver the view and the API both call bookings-api."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from interlink import cli
+    from interlink.demo.runner import DEMO_SOURCE_SECRET_FILE, send_command
+
+    demo, system = running.demo, running.system
+    assert stat.S_IMODE(DEMO_SOURCE_SECRET_FILE.stat().st_mode) == 0o600
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(render(demo, Console(width=100)))
+    assert "sources send" in out.getvalue()
+    args = shlex.split(send_command(demo).replace("\\\n", " "))
+    assert args[:2] == ["interlink", "sources"]
+    env = {"INTERLINK_API_URL": system.settings.public_url}
+    result = await asyncio.to_thread(CliRunner().invoke, cli.app, args[1:], env=env)
+    assert result.exit_code == 0, result.output
+    sent = json.loads(result.output.splitlines()[0])
+    assert sent["duplicate"] is False
+
+    # The README's demo block, as written (the port aside), from a second terminal.
+    venv_here(Path.cwd(), sys.executable)
+    block = "\n".join(["set -euo pipefail", *readme_block("demo")])
+    port = str(system.settings.port)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", block.replace("8400", port)],
+        env={**os.environ, "INTERLINK_API_URL": system.settings.public_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    # curl's answer has no newline: the send's answer is the last JSON object printed
+    from_readme = json.loads(done.stdout[done.stdout.rindex('{"id"') :])
+    assert from_readme["duplicate"] is False
+
+    key = DEMO_KEY_FILE.read_text().strip()
+    async with aiohttp.ClientSession(
+        system.settings.public_url, headers={"Authorization": f"Bearer {key}"}
+    ) as http:
+
+        async def delivered_to_bookings_api() -> bool:
+            for event_id in (sent["id"], from_readme["id"]):
+                params = {"event_id": event_id, "endpoint_id": demo.endpoint_id("bookings-api")}
+                async with http.get("/api/v1/deliveries", params=params) as r:
+                    if [d["status"] for d in (await r.json())["data"]] != ["succeeded"]:
+                        return False
+            return True
+
+        await _eventually(delivered_to_bookings_api, 15, "the sent event at bookings-api")
+        async with http.get("/api/v1/endpoints") as r:
+            described = {e["id"]: e["description"] for e in (await r.json())["data"]}
+    for view in demo.views:
+        assert described[view.endpoint_id].startswith(f"{view.spec.name}: demo receiver")
+
+
+def test_the_view_keeps_its_headers_and_says_held_behind_an_open_breaker() -> None:
+    demo = Demo(demo_settings(Settings()), key_file=None)
+    demo.source_id = "src_01JEXAMPLE0000000000000000"
+    demo.views[2].breaker = "open"
+    demo.views[2].deliveries = {"pending": 6914, "in_flight": 0}
+    for width in (80, 100, 120):
+        out = io.StringIO()
+        console = Console(file=out, width=width, height=40, color_system=None)
+        console.print(render(demo, console))
+        text = out.getvalue()
+        assert "6,914 held" in text or "6.9k held" in text, text
+        table = text.split("Endpoints", 1)[1].split("Recent")[0]
+        assert "…" not in table, text  # no header squeezed and cut
+        for word in ("endpoint", "delivered", "queued", "dead", "attempts", "receiver"):
+            assert word in text, (width, word, text)

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interlink import cli
+from interlink.cli import _api
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
     def client(config: str | None, admin: bool = False) -> httpx.Client:
         return httpx.Client(base_url="http://interlink", transport=httpx.MockTransport(handler))
 
-    monkeypatch.setattr(cli, "_client", client)
+    monkeypatch.setattr(_api, "client", client)
     return seen
 
 

@@ -14,6 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
+from litestar.response import Redirect
 
 from interlink import __version__, problems
 from interlink.api.auth import TenancyMiddleware, authenticated, principal
@@ -154,6 +155,11 @@ def create_api(ctx: ApiContext) -> Litestar:
             return _problem_response(503, "the database is not reachable")
         return {"status": "ready"}
 
+    @get("/", include_in_schema=False)
+    async def root() -> Redirect:
+        # Nothing lives at the root yet: send a browser to the API's docs (the console, later).
+        return Redirect("/docs")
+
     # Every resource needs a key, and the key is checked before the body is read (a guard runs
     # before the handler's data is decoded): no one without a key makes the server parse.
     resources = Router(
@@ -181,6 +187,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             openapi,
             healthz,
             readyz,
+            root,
             create_static_files_router(
                 path=SWAGGER_UI_ASSETS, directories=[_SWAGGER_UI_DIR], include_in_schema=False
             ),

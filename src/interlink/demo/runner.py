@@ -34,6 +34,7 @@ import structlog
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -72,6 +73,8 @@ log = structlog.get_logger("interlink.demo")
 
 DEMO_DATABASE = STATE_DIR / "demo.db"
 DEMO_KEY_FILE = STATE_DIR / "demo-tenant.key"
+# The demo source's signing secret, so `interlink sources send` can sign a test webhook with it.
+DEMO_SOURCE_SECRET_FILE = STATE_DIR / "demo-source.secret"
 DEMO_LOG_FILE = STATE_DIR / "demo.log"
 # Short on purpose: retries show within seconds and a dead letter within about 15 s.
 DEMO_RETRY_SCHEDULE: tuple[float, ...] = (0, 1, 2, 4, 8)
@@ -250,11 +253,14 @@ class Demo:
         )
         self.source_id = source.id
         self.tenant_id = tenant.id
+        if self.key_file is not None:
+            _write_private(self.key_file.with_name(DEMO_SOURCE_SECRET_FILE.name), partner_secret)
         for view in self.views:
             endpoint = await management.create_endpoint(
                 tenant.id,
                 url=view.receiver.url,
-                description=f"demo receiver ({view.spec.behaviour})",
+                # the name the live view shows, so the API and the view agree
+                description=f"{view.spec.name}: demo receiver ({view.spec.behaviour})",
                 secret=view.receiver.secret,
                 retry=self.retry,
                 timeout_seconds=5.0,
@@ -382,6 +388,15 @@ def cli_name() -> str:
         return str(argv0)
 
 
+def send_command(demo: Demo) -> str:
+    """A command that sends one signed webhook to the demo's source, for the user to copy: on
+    two lines joined by a backslash, so a terminal's wrapping cannot split it elsewhere."""
+    return (
+        f"{demo.cli} sources send {demo.source_id} --type booking.created \\\n"
+        f'  --data \'{{"booking_id":"b-1"}}\' --secret-file {DEMO_SOURCE_SECRET_FILE}'
+    )
+
+
 def _header(demo: Demo, narrow: bool) -> Panel:
     url = demo.settings.public_url
     grid = Table.grid(padding=(0, 2))
@@ -401,6 +416,8 @@ def _header(demo: Demo, narrow: bool) -> Panel:
             ("" if narrow else "   (keys are never printed)", "dim"),
         ),
     )
+    if demo.source_id:
+        grid.add_row("Send one", Text(send_command(demo), "bold"))
     where = f"log {DEMO_LOG_FILE}" if narrow else f"log {DEMO_LOG_FILE} · data {DEMO_DATABASE}"
     return Panel(
         grid,
@@ -465,7 +482,11 @@ def _endpoints(demo: Demo, narrow: bool) -> Panel:
         table.add_column("\nbehaves", no_wrap=True)
     table.add_column("\ndelivered", justify="right", style="green")
     table.add_column("\nretry" if narrow else "\nretrying", justify="right", style="yellow")
-    table.add_column("in\nflight" if narrow else "\nin flight", justify="right")
+    if not narrow:
+        table.add_column("\nin flight", justify="right")
+    # Pending deliveries: waiting for a slot or a token, or held while the breaker is open (not
+    # in flight: nothing is being sent for them).
+    table.add_column("\nqueued", justify="right")
     table.add_column("\ndead", justify="right", style="red")
     table.add_column("attempts\nok/fail" if narrow else "attempts\nok/failed", justify="right")
     table.add_column("receiver\nuniq/dup" if narrow else "receiver\nunique/dup", justify="right")
@@ -474,7 +495,8 @@ def _endpoints(demo: Demo, narrow: bool) -> Panel:
     for view in demo.views:
         d, a, r = view.deliveries, view.attempts, view.receiver.stats
         failed = sum(n for k, n in a.items() if k != AttemptOutcome.SUCCEEDED)
-        in_flight = d.get(DeliveryStatus.IN_FLIGHT, 0) + d.get(DeliveryStatus.PENDING, 0)
+        in_flight = d.get(DeliveryStatus.IN_FLIGHT, 0)
+        queued = d.get(DeliveryStatus.PENDING, 0) + (in_flight if narrow else 0)
         if view.last_status == "-":
             last_style = "dim"
         else:
@@ -492,7 +514,10 @@ def _endpoints(demo: Demo, narrow: bool) -> Panel:
         cells += [
             n(d.get(DeliveryStatus.SUCCEEDED, 0)),
             n(d.get(DeliveryStatus.SCHEDULED, 0)),
-            n(in_flight),
+            *([] if narrow else [n(in_flight)]),
+            Text(f"{n(queued)} held", style="yellow")
+            if queued and view.breaker == "open"
+            else n(queued),
             n(d.get(DeliveryStatus.DEAD, 0)),
             Text.assemble(
                 (n(a.get(AttemptOutcome.SUCCEEDED, 0)), "green"), ("/", "dim"), (n(failed), "red")
@@ -546,7 +571,14 @@ def render(demo: Demo, console: Console | None = None) -> RenderableType:
     parts: list[RenderableType] = [_header(demo, narrow)]
     if demo.failure:
         parts.append(Panel(Text(demo.failure, style="bold red"), border_style="red"))
-    top = Group(*parts, _partner(demo, narrow), _endpoints(demo, narrow))
+    endpoints = _endpoints(demo, narrow)
+    if not narrow and console is not None:
+        # A breaker's state widens the table: fall back to the narrow one rather than let rich
+        # squeeze (and cut) the column headers.
+        table = endpoints.renderable
+        if Measurement.get(console, console.options, table).maximum > width - 4:
+            endpoints = _endpoints(demo, narrow=True)
+    top = Group(*parts, _partner(demo, narrow), endpoints)
     lines = RECENT_LINES
     if console is not None and console.is_terminal:
         used = len(console.render_lines(top, console.options, pad=False))

@@ -1,0 +1,161 @@
+"""``interlink endpoints``: destinations that receive webhooks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from interlink.cli._api import ConfigOpt, OutputOpt, api, emit, fail, q
+
+app = typer.Typer(no_args_is_help=True, help="Destinations that receive webhooks.")
+
+COLUMNS = ("id", "url", "status", "ordering", "concurrency", "description")
+EndpointId = Annotated[str, typer.Argument(help="The endpoint's id (ep_…).", metavar="ENDPOINT_ID")]
+DescriptionOpt = Annotated[
+    str | None, typer.Option(help="A note for people to read.", metavar="TEXT")
+]
+RetryOpt = Annotated[
+    str | None,
+    typer.Option(help="Delays in seconds between attempts, e.g. 0,5,300.", metavar="DELAYS"),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option(help="Attempts in flight at once.", metavar="N")
+]
+RateLimitOpt = Annotated[
+    str | None,
+    typer.Option(help="At most this many sends, e.g. 10/second or 600/minute.", metavar="RATE"),
+]
+
+
+def _rate_limit(text: str) -> dict[str, Any]:
+    rate, _, per = text.partition("/")
+    try:
+        return {"rate": float(rate), "per": per.strip() or "second"}
+    except ValueError:
+        raise fail(f"--rate-limit: {text!r} is not like 10/second", 2) from None
+
+
+def _retry(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise fail(f"--retry-schedule: {text!r} is not seconds like 0,5,300", 2) from None
+
+
+@app.command("create")
+def create(
+    url: Annotated[str, typer.Argument(help="Where webhooks are POSTed (https://…).")],
+    description: DescriptionOpt = None,
+    retry_schedule: RetryOpt = None,
+    ordered: Annotated[
+        bool, typer.Option("--ordered", help="Deliver events of one key one at a time, in order.")
+    ] = False,
+    skip_dead_heads: Annotated[
+        bool,
+        typer.Option(
+            "--skip-dead-heads", help="Ordered: pass a key's dead event instead of waiting."
+        ),
+    ] = False,
+    concurrency: ConcurrencyOpt = None,
+    rate_limit: RateLimitOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an endpoint; prints its signing secret (shown this once)."""
+    body: dict[str, Any] = {"url": url, "description": description or ""}
+    if retry_schedule:
+        body["retry_schedule"] = _retry(retry_schedule)
+    if ordered:
+        body["ordering"] = "ordered"
+    if skip_dead_heads:
+        body["on_head_dead"] = "skip"
+    if concurrency is not None:
+        body["concurrency"] = concurrency
+    if rate_limit:
+        body["rate_limit"] = _rate_limit(rate_limit)
+    emit(api(config, "POST", "/api/v1/endpoints", json=body))
+
+
+@app.command("list")
+def list_(output: OutputOpt = None, config: ConfigOpt = None) -> None:
+    """List endpoints."""
+    emit(api(config, "GET", "/api/v1/endpoints")["data"], output, COLUMNS)
+
+
+@app.command("show")
+def show(endpoint_id: EndpointId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
+    """Show one endpoint's settings and status."""
+    emit(api(config, "GET", f"/api/v1/endpoints/{q(endpoint_id)}"), output)
+
+
+@app.command("update")
+def update(
+    endpoint_id: EndpointId,
+    url: Annotated[str | None, typer.Option(help="A new URL.", metavar="URL")] = None,
+    description: DescriptionOpt = None,
+    retry_schedule: RetryOpt = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds an attempt may take.", metavar="SECONDS")
+    ] = None,
+    ordering: Annotated[
+        str | None, typer.Option(help="ordered | unordered.", metavar="ORDERING")
+    ] = None,
+    concurrency: ConcurrencyOpt = None,
+    rate_limit: RateLimitOpt = None,
+    no_rate_limit: Annotated[
+        bool, typer.Option("--no-rate-limit", help="Remove the rate limit.")
+    ] = False,
+    output: OutputOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Change an endpoint's settings; what is not given stays as it is."""
+    body: dict[str, Any] = {}
+    for name, value in (
+        ("url", url),
+        ("description", description),
+        ("timeout_seconds", timeout),
+        ("ordering", ordering),
+        ("concurrency", concurrency),
+    ):
+        if value is not None:
+            body[name] = value
+    if retry_schedule:
+        body["retry_schedule"] = _retry(retry_schedule)
+    if rate_limit and no_rate_limit:
+        raise fail("--rate-limit or --no-rate-limit, not both", 2)
+    if rate_limit:
+        body["rate_limit"] = _rate_limit(rate_limit)
+    if no_rate_limit:
+        body["rate_limit"] = None
+    if not body:
+        raise fail("nothing to change: give at least one option (see --help)", 2)
+    emit(_patch(config, endpoint_id, body), output)
+
+
+def _patch(config: str | None, endpoint_id: str, body: dict[str, Any]) -> Any:
+    return api(config, "PATCH", f"/api/v1/endpoints/{q(endpoint_id)}", json=body)
+
+
+@app.command("pause")
+def pause(endpoint_id: EndpointId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
+    """Stop sending to an endpoint; its deliveries are kept and flow again on resume."""
+    emit(_patch(config, endpoint_id, {"status": "paused"}), output)
+
+
+@app.command("resume")
+def resume(endpoint_id: EndpointId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
+    """Send to a paused or disabled endpoint again (its circuit breaker is reset)."""
+    emit(_patch(config, endpoint_id, {"status": "active"}), output)
+
+
+@app.command("delete")
+def delete(endpoint_id: EndpointId, config: ConfigOpt = None) -> None:
+    """Delete an endpoint (its deliveries are kept)."""
+    api(config, "DELETE", f"/api/v1/endpoints/{q(endpoint_id)}")
+    typer.echo(f"deleted {endpoint_id}")
+
+
+@app.command("health")
+def health(endpoint_id: EndpointId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
+    """An endpoint's circuit breaker, failing streak and latency."""
+    emit(api(config, "GET", f"/api/v1/endpoints/{q(endpoint_id)}/health"), output)

@@ -1,0 +1,171 @@
+"""``interlink events``: events received, their timelines, replay."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from interlink.cli import _api
+from interlink.cli._api import (
+    AfterOpt,
+    BeforeOpt,
+    ConfigOpt,
+    LimitOpt,
+    Output,
+    OutputOpt,
+    TypeOpt,
+    api,
+    call,
+    emit,
+    output_format,
+    params,
+    q,
+)
+
+app = typer.Typer(
+    no_args_is_help=True, help="Events received: list, show, follow, timeline, replay."
+)
+
+COLUMNS = ("id", "received_at", "type", "key", "source_id", "origin")
+EventId = Annotated[str, typer.Argument(help="The event's id (evt_…).", metavar="EVENT_ID")]
+
+
+@app.command("list")
+def list_(
+    type: TypeOpt = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only this source's.", metavar="SOURCE_ID")
+    ] = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
+    limit: LimitOpt = 50,
+    output: OutputOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List events, newest first."""
+    found = params(type=type, source_id=source, after=after, before=before, limit=limit)
+    emit(api(config, "GET", "/api/v1/events", params=found)["data"], output, COLUMNS)
+
+
+@app.command("show")
+def show(event_id: EventId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
+    """Show one event with its data and kept headers."""
+    emit(api(config, "GET", f"/api/v1/events/{q(event_id)}"), output)
+
+
+@app.command("replay")
+def replay(
+    event_id: EventId,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="Only to this endpoint (default: every subscribed one).",
+            metavar="ENDPOINT_ID",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Send an event again to its subscribed endpoints (or one endpoint)."""
+    body = {"endpoint_id": endpoint} if endpoint else None
+    emit(api(config, "POST", f"/api/v1/events/{q(event_id)}/replay", json=body))
+
+
+@app.command("tail")
+def tail(
+    interval: Annotated[
+        float, typer.Option(help="Seconds between polls.", metavar="SECONDS")
+    ] = 1.0,
+    type: TypeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print events as they arrive (Ctrl-C stops)."""
+    seen: set[str] = set()
+    since = time.time()
+    with _api.client(config) as c:
+        try:
+            while True:
+                query: dict[str, Any] = {"after": since - 1, "limit": 500}
+                if type:
+                    query["type"] = type
+                page = call(c, "GET", "/api/v1/events", params=query)["data"]
+                for event in reversed(page):
+                    if event["id"] in seen:
+                        continue
+                    seen.add(event["id"])
+                    typer.echo(
+                        f"{event['received_at']}  {event['id']}  {event['type']:<24} "
+                        f"key={event['key'] or '-'}"
+                    )
+                if page:
+                    since = max(since, time.time() - 60)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def format_timeline(timeline: dict[str, Any]) -> list[str]:
+    """One line per step, readable in a terminal: time, step, what happened."""
+    lines = [f"event {timeline['event_id']}"]
+    for step in timeline["steps"]:
+        kind, at = step["step"], step["at"] or "-"
+        if kind == "received":
+            source = step["source_id"] + (
+                f" ({step['source_name']})" if step["source_name"] else ""
+            )
+            how = step["verifier"] or "?"
+            if step["signature_headers"]:
+                how += f" via {step['signature_headers']}"
+            what = f"{step['type']} from {source}, verified by {how}"
+            if step.get("trace_id"):
+                what += f"  trace {step['trace_id']}"
+            if step.get("derived_from"):
+                what += f", normalized from {step['derived_from']}"
+        elif kind == "normalized":
+            what = f"-> {step['event_id']} {step['type']} key={step['key'] or '-'}"
+        elif kind == "quarantined":
+            what = f"{step['entry_id']} {step['stage']}: {step['reason']}"
+            if step["resolution"]:
+                what += f" ({step['resolution']} at {step['resolved_at']})"
+            kind = "quarantine"
+        elif kind == "routed":
+            where = f" {step['endpoint_url']}" if step["endpoint_url"] else ""
+            what = f"{step['delivery_id']} -> {step['endpoint_id']}{where}"
+        elif kind == "attempt":
+            code = step["status_code"] if step["status_code"] is not None else "---"
+            what = (
+                f"#{step['number']} {step['endpoint_id']}  {code} {step['outcome']}"
+                f"  {step['latency_ms']:.0f} ms"
+            )
+            if step["error"]:
+                what += f"  {step['error']}"
+        else:
+            kind = "state"
+            what = (
+                f"{step['delivery_id']} {step['status']} after {step['attempt_count']} attempt(s)"
+            )
+            if step["next_attempt_at"]:
+                what += f", next at {step['next_attempt_at']}"
+        lines.append(f"{at}  {kind:<9} {what}")
+    return lines
+
+
+@app.command("timeline")
+def timeline(
+    event_id: EventId,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --output json.")] = False,
+    output: OutputOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Every step of one event: received, routed, each attempt, each delivery's state.
+
+    One line per step by default (--output table); --output json prints the API's JSON.
+    """
+    found = api(config, "GET", f"/api/v1/events/{q(event_id)}/timeline")
+    if as_json or (output is not None and output_format(output) is Output.json):
+        emit(found, Output.json)
+        return
+    for line in format_timeline(found):
+        typer.echo(line)

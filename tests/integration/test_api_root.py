@@ -1,0 +1,12 @@
+"""`/` is not a 404: it sends a browser to the API docs."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import Harness
+
+
+async def test_the_root_redirects_to_the_docs(harness: Harness) -> None:
+    r = await harness.client.get("/", follow_redirects=False)
+    assert r.status_code in (302, 307) and r.headers["location"] == "/docs"
+    followed = await harness.client.get("/", follow_redirects=True)
+    assert followed.status_code == 200 and "text/html" in followed.headers["content-type"]

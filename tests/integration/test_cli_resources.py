@@ -1,0 +1,124 @@
+"""The day-to-day CLI against a real Interlink on loopback: tenants, a first webhook with
+`sources send`, events, deliveries and their retry, endpoints paused, resumed, changed and
+deleted, subscriptions deleted; JSON by default, tables on request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tests.integration.conftest import ADMIN
+from tests.integration.test_cli_sources import run_cli, running
+from typer.testing import CliRunner
+
+from interlink import cli
+from interlink.app import Interlink
+
+__all__ = ["running"]  # the fixture, shared with test_cli_sources
+
+
+async def ok(system: Interlink, key: str, *args: str) -> Any:
+    result = await run_cli(system, key, *args)
+    assert result.exit_code == 0, f"interlink {' '.join(args)}: {result.output}"
+    first = result.output.split("\nfollow it:")[0]  # `sources send` adds a hint on stderr
+    return json.loads(first) if first.lstrip().startswith(("{", "[")) else result.output
+
+
+async def eventually(check: Any, timeout: float = 15) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "not in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_first_hour_from_the_cli(running: Interlink, receiver_factory) -> None:  # type: ignore[no-untyped-def]
+    env = {"INTERLINK_API_URL": running.settings.public_url, "INTERLINK_ADMIN_KEY": ADMIN}
+    runner = CliRunner()
+    created = await asyncio.to_thread(
+        runner.invoke, cli.app, ["tenants", "create", "acme"], env=env
+    )
+    assert created.exit_code == 0, created.output
+    key, tenant_id = (
+        json.loads(created.output)["api_key"],
+        json.loads(created.output)["tenant"]["id"],
+    )
+    listed = await asyncio.to_thread(
+        runner.invoke, cli.app, ["tenants", "list", "--output", "table"], env=env
+    )
+    assert listed.output.splitlines()[0].split() == ["ID", "NAME", "CREATED_AT"]
+    assert tenant_id in listed.output and "acme" in listed.output
+    another = await asyncio.to_thread(
+        runner.invoke, cli.app, ["tenants", "new-key", tenant_id], env=env
+    )
+    assert json.loads(another.output)["api_key"].startswith("ik_")
+
+    source = await ok(running, key, "sources", "create", "pms")
+    source_id, secret = source["source"]["id"], source["secrets"][0]
+    receiver = await receiver_factory()
+    created_endpoint = await ok(running, key, "endpoints", "create", receiver.url)
+    endpoint, receiver.secret = created_endpoint["endpoint"], created_endpoint["secret"]
+    sub = await ok(running, key, "subscriptions", "create", endpoint["id"], "--type", "booking.*")
+
+    # Paused: the event is routed, and waits.
+    assert (await ok(running, key, "endpoints", "pause", endpoint["id"]))["status"] == "paused"
+    sent = await ok(
+        running,
+        key,
+        "sources",
+        "send",
+        "pms",
+        "--secret",
+        secret,  # by name
+        "--type",
+        "booking.created",
+        "--data",
+        '{"booking_id": "b-1"}',
+    )
+    assert sent["duplicate"] is False
+    events = await ok(running, key, "events", "list", "--type", "booking.created")
+    assert [e["id"] for e in events] == [sent["id"]]
+    shown = await ok(running, key, "events", "show", sent["id"])
+    assert shown["data"] == {"booking_id": "b-1"} and shown["source_id"] == source_id
+    await asyncio.sleep(0.5)
+    assert receiver.received == []
+
+    resumed = await ok(running, key, "endpoints", "resume", endpoint["id"])
+    assert resumed["status"] == "active"
+
+    async def delivered() -> bool:
+        return len(receiver.received) == 1
+
+    await eventually(delivered)
+    deliveries = await ok(running, key, "deliveries", "list", "--event", sent["id"])
+    assert [d["status"] for d in deliveries] == ["succeeded"]
+    delivery_id = deliveries[0]["id"]
+    attempts = await ok(running, key, "deliveries", "attempts", delivery_id, "-o", "table")
+    assert "succeeded" in attempts.splitlines()[1]
+    retried = await ok(running, key, "deliveries", "retry", delivery_id)
+    assert retried["id"] == delivery_id
+
+    async def twice() -> bool:
+        return len(receiver.received) == 2
+
+    await eventually(twice)
+    assert receiver.received[0][0] == receiver.received[1][0]  # the same webhook-id
+
+    changed = await ok(
+        running,
+        key,
+        "endpoints",
+        "update",
+        endpoint["id"],
+        "--description",
+        "bookings",
+        "--retry-schedule",
+        "0,5,60",
+    )
+    assert changed["description"] == "bookings" and changed["retry_schedule"] == [0, 5, 60]
+    await ok(running, key, "subscriptions", "delete", sub["id"])
+    assert await ok(running, key, "subscriptions", "list") == []
+    await ok(running, key, "endpoints", "delete", endpoint["id"])
+    gone = await run_cli(running, key, "endpoints", "show", endpoint["id"])
+    assert gone.exit_code == 1 and "404" in gone.output
