@@ -336,7 +336,15 @@ def endpoints_create(
     if rate_limit:
         body["rate_limit"] = _rate_limit(rate_limit)
     with _client(config) as c:
-        _print(_call(c, "POST", "/api/v1/endpoints", json=body))
+        created = _call(c, "POST", "/api/v1/endpoints", json=body)
+    _print(created)
+    _print_warnings(created.get("endpoint", {}).get("warnings", []))
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """The API's warnings, on stderr, so the JSON on stdout stays parseable."""
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 def _rate_limit(text: str) -> dict[str, Any]:
