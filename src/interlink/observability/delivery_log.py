@@ -49,7 +49,9 @@ class DeliveryLog:
                 outcome=s.result.outcome.value,
                 status_code=s.result.status_code,
                 error=s.result.error,
-                retry_in_s=s.decision.next_attempt_in,
+                retry_in_s=None
+                if s.decision.next_attempt_in is None
+                else round(s.decision.next_attempt_in, 3),
                 **extra,
             )
         for n in notices:
