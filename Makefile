@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -59,6 +59,9 @@ bench: $(BENCH_STAMP)  ## the full benchmark (about 10 minutes): prints the tabl
 
 bench-smoke: $(BENCH_STAMP)  ## a few seconds of load on each system; fails on a lost event
 	$(BIN)/python -m bench.run --smoke
+
+bench-lanes: $(BENCH_STAMP)  ## delivery-lane ratios (about 4 minutes); fails when a target is missed
+	$(BIN)/python -m bench.lanes
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,15 +149,37 @@ async def test_two_managers_on_one_database_cause_one_refresh(
         await b.close()
 
 
+@pytest.fixture
+def busy_core() -> Iterator[None]:
+    """A second core kept busy by a side process, as on a loaded machine."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+# Long enough that a second request within a test can only come from a broken single flight.
+SLOW_RETRY = RefreshPolicy(retry=RetryPolicy(schedule=(60.0,), jitter=0.0))
+
+
+@pytest.mark.usefixtures("busy_core")
 async def test_a_failing_refresh_is_tried_once_for_two_managers(
     db_url: str, partner: PartnerSimulator
 ) -> None:
-    """The loser of the lease waits, reads the winner's failure and does not try again."""
-    a = await make_stack(db_url)
-    b = await make_stack(db_url)
+    """The loser of the lease waits, reads the winner's failure and does not try again.
+
+    The race this guards: the loser reads the row while the winner still holds the lease, the
+    winner stores its failure and releases, and the loser takes the free lease. Under the
+    lease the loser must judge the row again, backoff included, and not request a token.
+    """
+    a = await make_stack(db_url, SLOW_RETRY)
+    b = await make_stack(db_url, SLOW_RETRY)
     try:
         connection = await a.connection(partner)
-        partner.token_failure, partner.token_delay = 503, 0.3
+        # A slow token endpoint: every caller of both managers arrives during the request.
+        partner.token_failure, partner.token_delay = 503, 1.0
         results = await asyncio.gather(
             *(a.tokens.get_token(connection.id) for _ in range(10)),
             *(b.tokens.get_token(connection.id) for _ in range(10)),

@@ -260,8 +260,9 @@ async def test_a_receiver_that_never_answers_times_out(
     assert result.outcome is AttemptOutcome.ERROR
     assert result.status_code is None
     assert result.error == "timed out after 1 s"
-    assert 0.5 <= elapsed <= 1.5
-    assert 500 <= result.latency_ms <= 1500
+    # The 1 s timeout fired: not early, and within 3x (a busy machine delays, never hastens).
+    assert 0.5 <= elapsed <= 3.0
+    assert 500 <= result.latency_ms <= 3000
 
 
 async def test_a_body_trickled_forever_ends_at_the_timeout(
@@ -281,7 +282,7 @@ async def test_a_body_trickled_forever_ends_at_the_timeout(
     result = await sender.send(receiver.url, BODY, HEADERS, timeout=1.0)
     elapsed = time.perf_counter() - started
 
-    assert 0.5 <= elapsed <= 1.5
+    assert 0.5 <= elapsed <= 3.0  # the 1 s timeout, within 3x
     # The receiver did answer 200, so the status decides; the cut-off is noted.
     assert result.outcome is AttemptOutcome.SUCCEEDED
     assert result.status_code == 200

@@ -13,11 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from interlink.delivery.outbound_guard import (
+    ALLOW_SETTING,
     BlockedDestination,
     GuardedResolver,
     OutboundPolicy,
     check_address,
     check_url,
+    destination_warning,
 )
 
 NO_EXCEPTIONS = OutboundPolicy()
@@ -201,7 +203,7 @@ def test_refusals_say_why(ip: str, message: str) -> None:
 def test_url_refusals_say_why(url: str, message: str) -> None:
     with pytest.raises(BlockedDestination) as info:
         check_url(url, NO_EXCEPTIONS)
-    assert str(info.value) == message
+    assert str(info.value).split("; to send there")[0] == message
 
 
 def test_userinfo_message_does_not_echo_the_password() -> None:
@@ -311,7 +313,8 @@ async def test_resolver_refuses_a_name_with_only_private_addresses() -> None:
     assert str(info.value) == (
         "destination internal.example is not allowed: it resolves to "
         "127.0.0.1 (loopback address), ::1 (loopback address), "
-        "fe80::1%eth0 (link-local address)"
+        "fe80::1%eth0 (link-local address); to send there, add its network to "
+        "INTERLINK_OUTBOUND_ALLOW_NETWORKS (e.g. 127.0.0.0/8)"
     )
 
 
@@ -331,3 +334,27 @@ async def test_resolver_closes_its_inner_resolver() -> None:
     inner = FakeResolver()
     await GuardedResolver(NO_EXCEPTIONS, inner).close()
     assert inner.closed
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "http://10.0.0.5/", "http://[::1]:8/"])
+def test_every_refused_address_names_the_setting_that_allows_it(target: str) -> None:
+    with pytest.raises(BlockedDestination, match=ALLOW_SETTING):
+        if target.startswith("http"):
+            check_url(target, NO_EXCEPTIONS)
+        else:
+            check_address(target, NO_EXCEPTIONS)
+
+
+async def test_a_host_name_resolving_to_loopback_gets_a_warning() -> None:
+    warning = await destination_warning("http://localhost:9999/", NO_EXCEPTIONS)
+    assert warning is not None and "loopback" in warning and ALLOW_SETTING in warning
+    assert await destination_warning("http://localhost:9999/", LOOPBACK_ALLOWED) is None
+
+
+async def test_an_ip_literal_is_left_to_check_url() -> None:
+    assert await destination_warning("http://127.0.0.1/", NO_EXCEPTIONS) is None
+
+
+async def test_a_name_that_does_not_resolve_gets_a_warning() -> None:
+    warning = await destination_warning("http://no-such-host.invalid/", NO_EXCEPTIONS)
+    assert warning is not None and "does not resolve" in warning

@@ -13,8 +13,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.static_files import create_static_files_router
 from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
 
 from interlink import __version__, problems
 from interlink.api.auth import TenancyMiddleware, authenticated, principal

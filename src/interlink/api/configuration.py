@@ -32,7 +32,7 @@ from interlink.api.schemas import (
     TenantIn,
     TenantOut,
 )
-from interlink.delivery.outbound_guard import BlockedDestination, check_url
+from interlink.delivery.outbound_guard import BlockedDestination, check_url, destination_warning
 from interlink.domain.models import EndpointStatus, Envelope
 from interlink.domain.patterns import InvalidPattern, validate_pattern
 from interlink.domain.retry import RetryPolicy
@@ -188,11 +188,17 @@ def _kit(ctx: ApiContext, name: str | None) -> PartnerKit | None:
     return kit
 
 
-def _check_endpoint_url(url: str, ctx: ApiContext) -> None:
+async def _check_endpoint_url(url: str, ctx: ApiContext) -> list[str]:
+    """Refuses a URL the guard would refuse outright (a private IP literal, a bad scheme); for
+    a host name whose addresses the policy refuses, accepts with a warning: DNS can change,
+    and the operator may be about to allow the network, but they hear now, not from the
+    dead-letter queue later."""
     try:
         check_url(url, ctx.outbound)
     except (BlockedDestination, ValueError) as exc:
         raise Unprocessable(f"url: {exc}") from None
+    warning = await destination_warning(url, ctx.outbound)
+    return [f"url: {warning}"] if warning else []
 
 
 class EndpointController(Controller):
@@ -204,7 +210,7 @@ class EndpointController(Controller):
         self, data: EndpointIn, principal: Principal, ctx: ApiContext
     ) -> EndpointCreated:
         tenant_id = require_tenant(principal)
-        _check_endpoint_url(data.url, ctx)
+        warnings = await _check_endpoint_url(data.url, ctx)
         secret = data.secret or standard_webhooks.generate_secret()
         try:
             # Strictly a whsec_ secret: deliveries are signed with it (v1), so a public key,
@@ -229,7 +235,7 @@ class EndpointController(Controller):
             disable_after_seconds=data.disable_after_seconds,
             breaker=data.breaker,
         )
-        return EndpointCreated(endpoint=EndpointOut.of(endpoint), secret=secret)
+        return EndpointCreated(endpoint=EndpointOut.of(endpoint, warnings), secret=secret)
 
     @get("/", summary="List endpoints")
     async def list_(
@@ -262,8 +268,9 @@ class EndpointController(Controller):
         for name in ("rate_limit", "breaker"):
             if getattr(data, name) is None:
                 changes[name] = None  # null removes it
+        warnings: list[str] = []
         if "url" in changes:
-            _check_endpoint_url(changes["url"], ctx)
+            warnings = await _check_endpoint_url(changes["url"], ctx)
         if "retry_schedule" in changes:
             changes["retry"] = RetryPolicy(schedule=tuple(changes.pop("retry_schedule")))
         if "status" in changes:
@@ -275,7 +282,7 @@ class EndpointController(Controller):
             "endpoint",
             endpoint_id,
         )
-        return EndpointOut.of(endpoint)
+        return EndpointOut.of(endpoint, warnings)
 
     @get(
         "/{endpoint_id:str}/health",

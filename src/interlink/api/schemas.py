@@ -211,9 +211,18 @@ class EndpointOut(msgspec.Struct):
     rate_limit: RateLimit | None
     disable_after_seconds: float | None
     breaker: BreakerPolicy | None
+    warnings: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="What deliveries to this URL will meet under the outbound policy "
+            "(e.g. it resolves to a loopback address that INTERLINK_OUTBOUND_ALLOW_NETWORKS "
+            "does not admit). Filled when the endpoint is created or its url changed; "
+            "empty on reads."
+        ),
+    ] = msgspec.field(default_factory=list)
 
     @classmethod
-    def of(cls, e: Endpoint) -> EndpointOut:
+    def of(cls, e: Endpoint, warnings: list[str] | None = None) -> EndpointOut:
         return cls(
             id=e.id,
             url=e.url,
@@ -229,6 +238,7 @@ class EndpointOut(msgspec.Struct):
             rate_limit=e.rate_limit,
             disable_after_seconds=e.disable_after_seconds,
             breaker=e.breaker,
+            warnings=warnings or [],
         )
 
 

@@ -73,7 +73,15 @@ def create(
         body["concurrency"] = concurrency
     if rate_limit:
         body["rate_limit"] = _rate_limit(rate_limit)
-    emit(api(config, "POST", "/api/v1/endpoints", json=body))
+    created = api(config, "POST", "/api/v1/endpoints", json=body)
+    emit(created)
+    _print_warnings(created.get("endpoint", {}).get("warnings", []))
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """The API's warnings, on stderr, so the JSON on stdout stays parseable."""
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @app.command("list")
@@ -129,7 +137,9 @@ def update(
         body["rate_limit"] = None
     if not body:
         raise fail("nothing to change: give at least one option (see --help)", 2)
-    emit(_patch(config, endpoint_id, body), output)
+    changed = _patch(config, endpoint_id, body)
+    emit(changed, output)
+    _print_warnings(changed.get("warnings", []))
 
 
 def _patch(config: str | None, endpoint_id: str, body: dict[str, Any]) -> Any:

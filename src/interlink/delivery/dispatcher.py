@@ -20,6 +20,7 @@ from interlink.clock import SYSTEM, Clock
 from interlink.domain.delivery import AttemptResult, decide
 from interlink.domain.retry import RetryPolicy
 from interlink.observability import tracing
+from interlink.observability.delivery_log import DeliveryLog
 from interlink.storage.ports import Claimed, DeliveryQueue, Settled
 
 log = structlog.get_logger("interlink.dispatcher")
@@ -50,7 +51,9 @@ class Dispatcher:
         poll_interval: float = 1.0,
         on_settled: Callable[[Settled], None] | None = None,
         clock: Clock = SYSTEM,
+        delivery_log: DeliveryLog | None = None,
     ) -> None:
+        self.delivery_log = delivery_log or DeliveryLog()
         self._clock = clock
         self._deliveries = deliveries
         self._sender = sender
@@ -150,11 +153,12 @@ class Dispatcher:
         if not batch:
             return
         try:
-            await self._deliveries.settle(batch, self._clock.now())
+            notices = await self._deliveries.settle(batch, self._clock.now())
         except Exception:
             # Not settled means still leased: the lease lapses and the delivery is sent again.
             log.exception("dispatcher.settle_failed", count=len(batch))
             return
+        self.delivery_log.settled(batch, notices, time.monotonic())
         if self._on_settled is not None:
             for s in batch:
                 self._on_settled(s)

@@ -15,6 +15,7 @@ layers close that off:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import re
@@ -27,12 +28,19 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 __all__ = [
+    "ALLOW_SETTING",
     "BlockedDestination",
     "GuardedResolver",
     "OutboundPolicy",
     "check_address",
     "check_url",
+    "destination_warning",
 ]
+
+# The setting that admits a refused network; every refusal of an address names it, so the
+# person reading the error knows what to change.
+ALLOW_SETTING = "INTERLINK_OUTBOUND_ALLOW_NETWORKS"
+_HOW_TO_ALLOW = f"to send there, add its network to {ALLOW_SETTING} (e.g. 127.0.0.0/8)"
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -168,7 +176,7 @@ def check_address(ip: str, policy: OutboundPolicy) -> None:
     """
     reason = _refusal_reason(_parse(ip), policy)
     if reason is not None:
-        raise BlockedDestination(f"destination {ip} is not allowed: {reason}")
+        raise BlockedDestination(f"destination {ip} is not allowed: {reason}; {_HOW_TO_ALLOW}")
 
 
 def check_url(url: str | URL, policy: OutboundPolicy) -> None:
@@ -212,7 +220,9 @@ def _check_ip_literal(host: str, policy: OutboundPolicy) -> bool:
     else:
         reason = _refusal_reason(address, policy)
         if reason is not None:
-            raise BlockedDestination(f"destination {host} is not allowed: {reason}")
+            raise BlockedDestination(
+                f"destination {host} is not allowed: {reason}; {_HOW_TO_ALLOW}"
+            )
         return True
     return False
 
@@ -268,8 +278,49 @@ class GuardedResolver(AbstractResolver):
         if kept:
             return kept
         detail = ", ".join(dict.fromkeys(refused))
-        raise BlockedDestination(f"destination {host} is not allowed: it resolves to {detail}")
+        raise BlockedDestination(
+            f"destination {host} is not allowed: it resolves to {detail}; {_HOW_TO_ALLOW}"
+        )
 
     async def close(self) -> None:
         if self._inner is not None:
             await self._inner.close()
+
+
+async def destination_warning(
+    url: str, policy: OutboundPolicy, *, timeout_seconds: float = 2.0
+) -> str | None:
+    """What deliveries to ``url`` will meet, said when the endpoint is created or changed.
+
+    A host name whose every address the policy refuses is accepted (DNS may change before the
+    first delivery, and the operator may be about to widen the policy), but the answer says
+    now that deliveries will fail, rather than the dead-letter queue saying so hours later.
+    IP literals never get here: :func:`check_url` refuses them outright.
+    """
+    host = URL(url).raw_host
+    if not host:
+        return None
+    try:
+        _parse(host)
+    except ValueError:
+        pass
+    else:
+        return None  # an IP literal, judged by check_url
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        return f"host {host} does not resolve now: deliveries will fail until it does"
+    refused: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        try:
+            reason = _refusal_reason(_parse(address), policy)
+        except ValueError:
+            reason = "not an IP address"
+        if reason is None:
+            return None
+        refused.append(f"{address} ({reason})")
+    detail = ", ".join(dict.fromkeys(refused))
+    return f"every delivery to {host} will be refused: it resolves to {detail}; {_HOW_TO_ALLOW}"

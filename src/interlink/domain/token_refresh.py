@@ -42,8 +42,9 @@ class RefreshPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if not 0 < self.refresh_fraction <= 1:
             raise ValueError("refresh_fraction must be in (0, 1]")
-        if not self.lease_seconds > 0:
-            raise ValueError("lease_seconds must be positive")
+        if not self.lease_seconds >= 5:
+            # A token request is bounded by the lease less a margin for writing its outcome.
+            raise ValueError("lease_seconds must be at least 5")
         if not self.default_lifetime_seconds > 0:
             raise ValueError("default_lifetime_seconds must be positive")
 

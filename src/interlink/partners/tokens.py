@@ -30,6 +30,8 @@ from interlink.storage.connections import Connection, Connections
 log = structlog.get_logger("interlink.partners")
 
 _WAIT_FOR_OTHER_S = 0.05  # how often a process that lost the lease looks at the row again
+# Kept between the end of a token request and the end of its lease, for writing the outcome.
+_LEASE_MARGIN_S = 1.0
 
 
 class UnknownConnection(LookupError):
@@ -184,18 +186,27 @@ class TokenManager:
                 return False
             return token_refresh.is_fresh(connection.refresh_due_at, connection.expires_at, now)
 
+        def settled(connection: Connection, now: float) -> bool:
+            """Nothing to request now: the token is good, another process refreshed after we
+            were asked, or a failure's backoff is running. Judged before taking the lease and
+            again under it, because the holder before us may have finished in between."""
+            if needless(connection, now):
+                return True
+            if force and connection.updated_at >= started and connection.last_refreshed_at:
+                return True
+            retry_at = connection.next_attempt_at
+            return not force and retry_at is not None and now < retry_at
+
         started = time.time()
         waited_until = time.monotonic() + self.policy.lease_seconds + 1.0
         while True:
-            now = time.time()
             connection = await self._read(connection_id)
-            if needless(connection, now):
+            if settled(connection, time.time()):
                 return connection
-            if force and connection.updated_at >= started and connection.last_refreshed_at:
-                return connection  # another process refreshed after we were asked
-            retry_at = connection.next_attempt_at
-            if not force and retry_at is not None and now < retry_at:
-                return connection  # backing off: no request before then
+            # The clock is read right before the lease is taken: a time read before an await
+            # may be seconds old on a busy machine, and would shorten the lease by as much.
+            now = time.time()
+            lease_clock = time.monotonic()
             if await self.connections.take_lease(
                 connection_id, self.owner, now, now + self.policy.lease_seconds
             ):
@@ -205,19 +216,27 @@ class TokenManager:
             await asyncio.sleep(_WAIT_FOR_OTHER_S)
 
         try:
-            # Read again under the lease: the holder before us may have just stored a token.
+            # Read again under the lease: the holder before us may have stored a token *or a
+            # failure* between our read and our lease (then its backoff applies to us too).
             connection = await self._read(connection_id)
-            now = time.time()
-            if needless(connection, now):
+            if settled(connection, time.time()):
                 await self.connections.release_lease(connection_id, self.owner)
                 return connection
+            # The request may not outlive the lease: past it another process may take the
+            # refresh over, and two requests would be in flight.
+            budget = self.policy.lease_seconds - _LEASE_MARGIN_S - (time.monotonic() - lease_clock)
             try:
-                if code is not None:
-                    issued = await self.endpoint.exchange_code(connection, *code)
-                else:
-                    issued = await self.endpoint.renew(connection)
+                async with asyncio.timeout(max(0.0, budget)):
+                    if code is not None:
+                        issued = await self.endpoint.exchange_code(connection, *code)
+                    else:
+                        issued = await self.endpoint.renew(connection)
             except TokenRequestFailed as exc:
                 return await self._failed(connection, str(exc))
+            except TimeoutError:
+                return await self._failed(
+                    connection, f"token request outlasted the refresh lease ({budget:.1f} s)"
+                )
             return await self._store(connection, issued)
         except BaseException:
             with contextlib.suppress(Exception):

@@ -36,6 +36,7 @@ from interlink.storage.ports import (
     DELIVERIES_CHANNEL,
     DUE_STATUSES,
     Claimed,
+    LaneNotice,
     NewDelivery,
     Settled,
 )
@@ -404,10 +405,10 @@ class Deliveries:
                 for r in rows
             ]
 
-    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> None:
+    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> list[LaneNotice]:
         """Writes a batch of attempts and the deliveries' new states in one transaction."""
         if not batch:
-            return
+            return []
         now = time.time() if now is None else now
         rows = settlement(batch, now)
         if not self.db.is_sqlite:
@@ -438,6 +439,7 @@ class Deliveries:
             lanes = settle_lanes(batch, await self._lock_states(conn, tenants, now), now, self._rng)
             await self._save_lanes(conn, lanes.rows)
             appended = list(lanes.events)
+            notices = list(lanes.notices)
             for d in lanes.disabled:
                 result = await conn.execute(
                     endpoints.update()
@@ -454,10 +456,12 @@ class Deliveries:
                 )
                 if result.rowcount:
                     appended.append(d.event)
+                    notices.append(d.notice)
             if appended:
                 await conn.execute(events.insert(), [event_row(e) for e in appended])
             for r in lanes.released:
                 await self._drain(conn, r, now)
+        return notices
 
     async def _drain(self, conn: AsyncConnection, release: Release, now: float) -> None:
         """What waits for an endpoint whose breaker closed is due at a random time within its

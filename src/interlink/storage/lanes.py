@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from interlink.domain.circuit_breaker import BreakerPolicy
+from interlink.domain.circuit_breaker import BreakerPolicy, BreakerStatus
 from interlink.domain.endpoint_health import DisableReason
 from interlink.domain.ids import new_id
 from interlink.domain.lanes import (
@@ -25,7 +25,7 @@ from interlink.domain.lanes import (
 )
 from interlink.domain.models import Event, lane_policy
 from interlink.domain.rate_limit import RateLimit
-from interlink.storage.ports import Settled
+from interlink.storage.ports import LaneNotice, Settled
 
 # Operator events (endpoint.disabled, endpoint.recovered) enter the log under this source id,
 # so they are routed like any other event and can be subscribed to.
@@ -88,6 +88,10 @@ class Disabling(msgspec.Struct, frozen=True):
     reason: str
     event: Event  # endpoint.disabled: appended only if this disabled the endpoint
 
+    @property
+    def notice(self) -> LaneNotice:
+        return LaneNotice(self.tenant_id, self.endpoint_id, "endpoint_disabled", self.reason)
+
 
 class Release(msgspec.Struct, frozen=True):
     """A lane whose breaker closed again: what waits for it is spread over its drain window."""
@@ -105,6 +109,7 @@ class LaneUpdates(msgspec.Struct, frozen=True):
     disabled: list[Disabling]
     events: list[Event]  # other operator events to append to the log
     released: list[Release]
+    notices: list[LaneNotice]  # breakers that opened or closed (disabling: see ``disabled``)
 
 
 def settle_lanes(
@@ -121,12 +126,18 @@ def settle_lanes(
     disabled: list[Disabling] = []
     events: list[Event] = []
     released: list[Release] = []
+    notices: list[LaneNotice] = []
     for endpoint_id, settled in by_endpoint.items():
         first = settled[0].claimed
         outcomes = [Outcome(s.started_at, s.result.outcome, s.result.latency_ms) for s in settled]
         state = states.get(endpoint_id, LaneState())
         result = settle(state, first.lane, outcomes, now, rng)
         rows.append(lane_row(endpoint_id, first.tenant_id, result.state, now))
+        before, after = state.breaker.state, result.state.breaker.state
+        if before is BreakerStatus.CLOSED and after is not BreakerStatus.CLOSED:
+            notices.append(
+                LaneNotice(first.tenant_id, endpoint_id, "breaker_opened", "too many failures")
+            )
         if result.disabled is not None:
             reason = DISABLED_REASONS[result.disabled]
             data = {"endpoint_id": endpoint_id, "reason": result.disabled.value, "detail": reason}
@@ -134,6 +145,9 @@ def settle_lanes(
             disabled.append(Disabling(first.tenant_id, endpoint_id, reason, event))
         elif result.recovered:
             released.append(Release(endpoint_id, first.lane, result.state))
+            notices.append(
+                LaneNotice(first.tenant_id, endpoint_id, "breaker_closed", "a probe succeeded")
+            )
             events.append(
                 operator_event(
                     first.tenant_id,
@@ -143,7 +157,7 @@ def settle_lanes(
                     now,
                 )
             )
-    return LaneUpdates(rows, disabled, events, released)
+    return LaneUpdates(rows, disabled, events, released, notices)
 
 
 def operator_event(

@@ -73,6 +73,15 @@ class Settled(msgspec.Struct, frozen=True):
     decision: Decision
 
 
+class LaneNotice(msgspec.Struct, frozen=True):
+    """A change in an endpoint's lane that a settlement caused, for the operator's log."""
+
+    tenant_id: str
+    endpoint_id: str
+    change: str  # breaker_opened, breaker_closed, endpoint_disabled
+    detail: str
+
+
 class CursorMoved(Exception):
     """Another router moved the cursor first: the batch was routed there (nothing written here)."""
 
@@ -111,10 +120,11 @@ class DeliveryQueue(Protocol):
         ones a lane cannot take are deferred to when it can, their attempts untouched."""
         ...
 
-    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> None:
+    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> list[LaneNotice]:
         """Records attempts and the deliveries' new states, only where the lease still holds,
-        and the outcomes in the endpoints' lanes (breaker, health: disabling, operator events).
-        """
+        and the outcomes in the endpoints' lanes (breaker, health: disabling, operator events);
+        returns the lane changes that took effect (a breaker opened or closed, an endpoint
+        disabled by this batch)."""
         ...
 
     async def release_all_leases(self, now: float) -> int: ...

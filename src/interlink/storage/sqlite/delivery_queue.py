@@ -17,7 +17,14 @@ from interlink.storage.lanes import (
     policy_of,
     settle_lanes,
 )
-from interlink.storage.ports import DUE_STATUSES, Claimed, CursorMoved, NewDelivery, Settled
+from interlink.storage.ports import (
+    DUE_STATUSES,
+    Claimed,
+    CursorMoved,
+    LaneNotice,
+    NewDelivery,
+    Settled,
+)
 from interlink.storage.rows import delivery_rows, settlement
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import INSERT_EVENT, event_values
@@ -201,14 +208,14 @@ class SqliteDeliveryQueue:
 
         return await self._driver.write(claim)
 
-    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> None:
+    async def settle(self, batch: Sequence[Settled], now: float | None = None) -> list[LaneNotice]:
         if not batch:
-            return
+            return []
         now = time.time() if now is None else now
         rows = settlement(batch, now)
         endpoint_ids = list({s.claimed.endpoint_id for s in batch})
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> list[LaneNotice]:
             conn.executemany(_ATTEMPT, rows.attempts)
             conn.executemany(_SETTLE, rows.deliveries)
             states = {
@@ -218,17 +225,20 @@ class SqliteDeliveryQueue:
             lanes = settle_lanes(batch, states, now, self._rng)
             conn.executemany(_SAVE_LANE, lanes.rows)
             events = list(lanes.events)
+            notices = list(lanes.notices)
             for d in lanes.disabled:
                 if conn.execute(_DISABLE, (d.reason, now, d.endpoint_id, d.tenant_id)).rowcount:
                     events.append(d.event)
+                    notices.append(d.notice)
             for event in events:
                 conn.execute(INSERT_EVENT, event_values(event))
             for r in lanes.released:
                 (waiting,) = conn.execute(_WAITING, (r.endpoint_id, now)).fetchone()
                 if waiting:
                     conn.execute(_DRAIN, (now, r.window(waiting), r.endpoint_id, now))
+            return notices
 
-        await self._driver.write(write)
+        return await self._driver.write(write)
 
     async def release_all_leases(self, now: float) -> int:
         return await self._driver.write(lambda c: c.execute(_RELEASE, (now,)).rowcount)
