@@ -28,7 +28,7 @@ from tests.canary import RecordingTransport, Sweep
 from tests.conftest import app_url
 
 from interlink import config
-from interlink.app import Interlink
+from interlink.app import Interlink, serve
 
 ADMIN = "test-admin-key"
 
@@ -163,6 +163,26 @@ async def running(settings: config.Settings, canary: Sweep) -> AsyncIterator[Har
             await canary.read_database(system.db)
     finally:
         await system.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: config.Settings) -> AsyncIterator[Interlink]:
+    """``serve`` as ``interlink up`` runs it (HTTP listener included), until the block ends."""
+    started: list[Interlink] = []
+    ready, stop = asyncio.Event(), asyncio.Event()
+
+    async def on_started(system: Interlink) -> None:
+        started.append(system)
+        ready.set()
+
+    task = asyncio.create_task(serve(settings, on_started=on_started, stop=stop))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        yield started[0]
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ listening on loopback."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import time
@@ -16,11 +15,11 @@ import httpx
 import pytest
 import stripe
 from click.testing import Result
-from tests.integration.conftest import settings_for
+from tests.integration.conftest import serving, settings_for
 from typer.testing import CliRunner
 
 from interlink import cli
-from interlink.app import Interlink, serve
+from interlink.app import Interlink
 from interlink.storage.tenancy import system_scope
 
 
@@ -33,23 +32,8 @@ def _free_port() -> int:
 @pytest.fixture
 async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Interlink]:
     monkeypatch.chdir(tmp_path)
-    settings = settings_for(tmp_path, host="127.0.0.1", port=_free_port())
-    started: list[Interlink] = []
-    ready = asyncio.Event()
-
-    async def on_started(system: Interlink) -> None:
-        started.append(system)
-        ready.set()
-
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(settings, on_started=on_started, stop=stop))
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
-        yield started[0]
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+    async with serving(settings_for(tmp_path, host="127.0.0.1", port=_free_port())) as system:
+        yield system
 
 
 async def run_cli(system: Interlink, key: str, *args: str) -> Result:

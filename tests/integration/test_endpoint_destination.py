@@ -8,18 +8,16 @@ the setting that changes it. Run with the default policy (nothing private allowe
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from tests.canary import Sweep
-from tests.integration.conftest import Harness, running, settings_for
+from tests.integration.conftest import Harness, running, serving, settings_for
 from tests.integration.test_cli_sources import _free_port, run_cli
 
-from interlink.app import Interlink, serve
+from interlink.app import Interlink
 from interlink.storage.tenancy import system_scope
 
 SETTING = "INTERLINK_OUTBOUND_ALLOW_NETWORKS"
@@ -56,7 +54,7 @@ async def test_a_private_ip_literal_is_refused_naming_the_setting(strict: Harnes
         r = await strict.client.post(
             "/api/v1/endpoints", json={"url": url}, headers=strict.auth(key)
         )
-        assert r.status_code == 400, (url, r.text)
+        assert r.status_code == 422, (url, r.text)
         assert SETTING in r.json()["detail"], r.text
 
 
@@ -81,21 +79,8 @@ async def strict_server(
     settings = settings_for(
         tmp_path, host="127.0.0.1", port=_free_port(), outbound_allow_networks=[]
     )
-    started: list[Interlink] = []
-    ready, stop = asyncio.Event(), asyncio.Event()
-
-    async def on_started(system: Interlink) -> None:
-        started.append(system)
-        ready.set()
-
-    task = asyncio.create_task(serve(settings, on_started=on_started, stop=stop))
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
-        yield started[0]
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+    async with serving(settings) as system:
+        yield system
 
 
 async def test_the_cli_prints_the_warning(strict_server: Interlink) -> None:
