@@ -121,8 +121,16 @@ SWAGGER_UI_ASSETS = "/static/swagger-ui"
 _SWAGGER_UI_DIR = Path(str(importlib.resources.files("swagger_ui") / "static"))
 
 
+class _TruthfulSwagger(SwaggerRenderPlugin):
+    """Swagger UI over the document ``/openapi.json`` serves (``truthful``), not Litestar's raw
+    one: the page and the fuzzer read the same rules."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, truthful(openapi_schema))
+
+
 def _swagger_ui() -> SwaggerRenderPlugin:
-    return SwaggerRenderPlugin(
+    return _TruthfulSwagger(
         path="/",
         js_url=f"{SWAGGER_UI_ASSETS}/swagger-ui-bundle.js",
         css_url=f"{SWAGGER_UI_ASSETS}/swagger-ui.css",
