@@ -179,6 +179,9 @@ def report(leaks: Sequence[Leak]) -> str:
     return "\n".join(lines)
 
 
+_STDERR: Any = sys.__stderr__
+
+
 class _LogTee:
     """The stream structlog writes to in tests: every line is kept, and passed on to stderr."""
 
@@ -187,7 +190,10 @@ class _LogTee:
         self._partial = ""
 
     def write(self, text: str) -> int:
-        sys.stderr.write(text)  # looked up per call: pytest swaps it per test
+        # The process's own stderr, not ``sys.stderr``: a CliRunner swaps that for its own while a
+        # command runs, and an in-process server's lines would land in the command's output.
+        # pytest's fd capture still files them under the test that wrote them.
+        _STDERR.write(text)
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
         for line in lines:
@@ -196,7 +202,7 @@ class _LogTee:
         return len(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        _STDERR.flush()
 
     def isatty(self) -> bool:
         return False

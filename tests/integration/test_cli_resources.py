@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.integration.conftest import ADMIN
+from tests.integration.conftest import ADMIN, eventually
 from tests.integration.test_cli_sources import run_cli, running
 from typer.testing import CliRunner
 
@@ -21,16 +21,8 @@ __all__ = ["running"]  # the fixture, shared with test_cli_sources
 async def ok(system: Interlink, key: str, *args: str) -> Any:
     result = await run_cli(system, key, *args)
     assert result.exit_code == 0, f"interlink {' '.join(args)}: {result.output}"
-    first = result.output.split("\nfollow it:")[0]  # `sources send` adds a hint on stderr
-    return json.loads(first) if first.lstrip().startswith(("{", "[")) else result.output
-
-
-async def eventually(check: Any, timeout: float = 15) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, "not in time"
-        await asyncio.sleep(0.1)
+    out = result.stdout  # `sources send` adds a hint on stderr
+    return json.loads(out) if out.lstrip().startswith(("{", "[")) else out
 
 
 async def test_a_first_hour_from_the_cli(running: Interlink, receiver_factory) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +82,7 @@ async def test_a_first_hour_from_the_cli(running: Interlink, receiver_factory) -
     async def delivered() -> bool:
         return len(receiver.received) == 1
 
-    await eventually(delivered)
+    await eventually(delivered, timeout=15)
     deliveries = await ok(running, key, "deliveries", "list", "--event", sent["id"])
     assert [d["status"] for d in deliveries] == ["succeeded"]
     delivery_id = deliveries[0]["id"]
@@ -102,7 +94,7 @@ async def test_a_first_hour_from_the_cli(running: Interlink, receiver_factory) -
     async def twice() -> bool:
         return len(receiver.received) == 2
 
-    await eventually(twice)
+    await eventually(twice, timeout=15)
     assert receiver.received[0][0] == receiver.received[1][0]  # the same webhook-id
 
     changed = await ok(

@@ -252,7 +252,7 @@ async def test_the_send_command_the_demo_prints_is_delivered(running: Running) -
     env = {"INTERLINK_API_URL": system.settings.public_url}
     result = await asyncio.to_thread(CliRunner().invoke, cli.app, args[1:], env=env)
     assert result.exit_code == 0, result.output
-    sent = json.loads(result.output.splitlines()[0])
+    sent = json.loads(result.stdout)
     assert sent["duplicate"] is False
 
     # The README's demo block, as written (the port aside), from a second terminal.
