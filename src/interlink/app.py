@@ -439,9 +439,17 @@ async def serve(
 
     helper = asyncio.create_task(after_bind(), name="serve-hooks")
     try:
-        await server.serve()
+        try:
+            await server.serve()
+        except SystemExit:
+            # uvicorn logs the OSError and exits when it cannot bind; say what to change instead.
+            if server.started:
+                raise
         if not server.started:
-            raise CannotListen(f"cannot listen on {settings.host}:{settings.port}")
+            raise CannotListen(
+                f"cannot listen on {settings.host}:{settings.port} (in use, or not this "
+                "machine's): choose another with --port / INTERLINK_PORT or --host / INTERLINK_HOST"
+            )
     finally:
         helper.cancel()
         with contextlib.suppress(asyncio.CancelledError):

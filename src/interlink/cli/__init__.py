@@ -10,6 +10,7 @@ import sys
 from typing import Annotated
 
 import typer
+import typer.core
 
 from interlink.cli import (
     connections,
@@ -28,6 +29,15 @@ from interlink.cli.events import format_timeline
 from interlink.cli.jobs import format_job
 
 __all__ = ["app", "format_job", "format_timeline", "main"]
+
+
+def _metavar_only(self: typer.core.TyperArgument, ctx: object) -> str | None:
+    return None
+
+
+# Typer prints an argument's Python type beside its metavar in help ("SOURCE <str>"); every
+# argument here has a metavar that says what it takes, so the type is noise.
+typer.core.TyperArgument.display_type_rich = _metavar_only  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(
     no_args_is_help=True,
