@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -62,6 +62,9 @@ bench-smoke: $(BENCH_STAMP)  ## a few seconds of load on each system; fails on a
 
 bench-lanes: $(BENCH_STAMP)  ## delivery-lane ratios (about 4 minutes); fails when a target is missed
 	$(BIN)/python -m bench.lanes
+
+bench-publish: $(BENCH_STAMP)  ## publish API events/s against Celery task publish (about a minute)
+	$(BIN)/python -m bench.publish
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache

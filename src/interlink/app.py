@@ -264,6 +264,7 @@ class Interlink:
                 catalog=self.catalog,
                 quarantine=self.quarantine,
                 normalization=self.normalization,
+                publish=self.commit.submit_all,
                 reconciliation=self.reconciliation,
             )
         )

@@ -17,13 +17,25 @@ class Problem(msgspec.Struct, omit_defaults=True):
     title: str
     status: int
     detail: str | None = None
+    # Where a body broke a rule, when there are several places (a published batch's events):
+    # objects such as {"index": 3, "path": "/data/guest", "message": "..."}.
+    errors: list[dict[str, object]] | None = None
 
 
-def problem(status: int, detail: str | None = None, kind: str | None = None) -> Problem:
+def problem(
+    status: int,
+    detail: str | None = None,
+    kind: str | None = None,
+    errors: list[dict[str, object]] | None = None,
+) -> Problem:
     phrase = HTTPStatus(status).phrase
     slug = kind or phrase.lower().replace(" ", "-").replace("'", "")
     return Problem(
-        type=f"https://interlink.dev/problems/{slug}", title=phrase, status=status, detail=detail
+        type=f"https://interlink.dev/problems/{slug}",
+        title=phrase,
+        status=status,
+        detail=detail,
+        errors=errors,
     )
 
 

@@ -41,6 +41,13 @@ CONFIG = """\
 # 422: refused by a rule the document cannot state (its detail says which); see the module.
 expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
+# A batch of more events than the document's maxItems is too much for one request: 413, as
+# documented, not a malformed body.
+[[operations]]
+include-path = "/api/v1/events/batch"
+include-method = "POST"
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "413", "422"]
+
 # The stateful phase guesses that a source's sub-resources exist once the source does; a
 # source's reconciler exists only once it is set (PUT), so its 404 before that is the truth.
 [[operations]]

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from tests.conftest import app_url
 
+from interlink.domain import publish
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, DeliveryStatus, decide
 from interlink.domain.ids import new_id
@@ -27,7 +28,7 @@ from interlink.storage.database import Database
 from interlink.storage.deliveries import Deliveries, RetryRefused
 from interlink.storage.event_log import EventLog
 from interlink.storage.management import Management
-from interlink.storage.ports import DeliveryQueue, LogWriter, NewDelivery, Settled
+from interlink.storage.ports import Appended, DeliveryQueue, LogWriter, NewDelivery, Settled
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
@@ -220,6 +221,32 @@ async def test_events_round_trip_exactly(stores: Stores) -> None:
     stored = await stores.events.get(t.id, appended.event_id)
     assert stored is not None
     assert stored == msgspec.structs.replace(sent, seq=stored.seq)
+
+
+async def test_published_events_keep_their_origin_and_catalog_version(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    sent = msgspec.structs.replace(
+        event(t.id, "pub-1", source=publish.source_id(t.id)), origin="api", schema_version=1
+    )
+    first, again = await stores.log.append(
+        [sent, msgspec.structs.replace(sent, id=new_id("event"))]
+    )
+    assert not first.duplicate and again == Appended(first.event_id, duplicate=True)
+    stored = await stores.events.get(t.id, first.event_id)
+    assert stored == msgspec.structs.replace(sent, seq=stored.seq if stored else 0)
+
+
+async def test_an_append_stores_all_of_its_batch_or_none(stores: Stores) -> None:
+    # A published batch is one append: an event the store refuses (here a NOT NULL column)
+    # takes the whole batch with it.
+    t, _ = await stores.management.create_tenant("t")
+    good = event(t.id, "good")
+    refused = msgspec.structs.replace(event(t.id, "refused"), type=None)
+    with pytest.raises(Exception):  # noqa: B017 - each driver names it its own way
+        await stores.log.append([good, refused])
+    assert await stores.log.read_after(0, 10) == []
+    (appended,) = await stores.log.append([good])
+    assert not appended.duplicate and appended.event_id == good.id
 
 
 async def test_configuration_round_trips(stores: Stores) -> None:

@@ -139,3 +139,38 @@ async def test_one_refused_event_does_not_fail_its_batch(log: EventLog) -> None:
     failed = [k for k, r in zip(keys, results, strict=True) if isinstance(r, Exception)]
     assert failed == ["poison"]
     assert await log.count() == 49
+
+
+async def test_a_request_of_many_events_is_never_split_nor_mixed_into_a_failure(
+    log: EventLog,
+) -> None:
+    # A published batch is one request: its events share one transaction whatever else is
+    # queued, and a poison request fails alone, whole.
+    original = log.append
+    sizes: list[int] = []
+
+    async def refuses_poison(batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        if any(e.idempotency_key.startswith("poison") for e in batch):
+            raise ValueError("the store refuses this row")
+        return await original(batch)
+
+    log.append = refuses_poison  # type: ignore[method-assign]
+    commit = GroupCommit(log, max_batch=100)
+    commit.start()
+    try:
+        requests = [[event(f"r{r}-{i}") for i in range(40)] for r in range(6)]
+        requests[3][39] = event("poison")
+        requests.append([event(f"big-{i}") for i in range(250)])  # more than max_batch
+        results = await asyncio.gather(
+            *(commit.submit_all(r) for r in requests), return_exceptions=True
+        )
+    finally:
+        await commit.stop()
+    assert isinstance(results[3], ValueError)
+    for request, result in zip(requests, results, strict=True):
+        if request is not requests[3]:
+            assert isinstance(result, list)
+            assert [a.event_id for a in result] == [e.id for e in request]
+    assert 250 in sizes and all(s % 40 == 0 or s == 250 for s in sizes), sizes
+    assert await log.count() == 5 * 40 + 250

@@ -30,6 +30,7 @@ from interlink.api.jobs import JobController
 from interlink.api.openapi import truthful
 from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
+from interlink.api.publish import PublishController
 from interlink.api.reconciliation import ReconciliationController
 from interlink.api.request import JsonRequest
 from interlink.api.timeline import EventTimelineController
@@ -40,10 +41,13 @@ log = structlog.get_logger("interlink.api")
 
 
 def _problem_response(
-    status: int, detail: str | None, headers: dict[str, str] | None = None
+    status: int,
+    detail: str | None,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, object]] | None = None,
 ) -> Response[bytes]:
     return Response(
-        content=problems.encode(problems.problem(status, detail)),
+        content=problems.encode(problems.problem(status, detail, errors=errors)),
         status_code=status,
         media_type=problems.CONTENT_TYPE,
         headers=headers,
@@ -81,15 +85,20 @@ def _breaks_the_document(exc: ValidationException) -> bool:
     return not messages or any(m.startswith(_SCHEMA_WORDS) for m in messages)
 
 
-def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     if isinstance(exc, ValidationException):
         status = 400 if _breaks_the_document(exc) else 422
         return _problem_response(status, _validation_detail(exc))
     if exc.status_code >= 500:
         # Litestar's own 500s (a response that cannot be serialized, say) are unexpected too.
-        return _on_unexpected(_, exc)
+        return _on_unexpected(request, exc)
+    detail = str(exc.detail)
+    if exc.status_code == 413 and detail == "Request Entity Too Large":  # Litestar's words
+        limit = request.route_handler.resolve_request_max_body_size()
+        detail = f"the body is larger than this operation's limit of {limit:,} bytes"
+    errors = exc.extra if isinstance(exc.extra, list) else None
     # Headers the exception carries (a 405's Allow, a 401's WWW-Authenticate) are kept.
-    return _problem_response(exc.status_code, str(exc.detail), exc.headers)
+    return _problem_response(exc.status_code, detail, exc.headers, errors)
 
 
 def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -179,6 +188,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             EndpointController,
             SubscriptionController,
             EventController,
+            PublishController,
             EventTimelineController,
             DeliveryController,
             JobController,
@@ -216,7 +226,8 @@ def create_api(ctx: ApiContext) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Interlink",
             version=__version__,
-            description="Management API: tenants, sources, endpoints, subscriptions, events, "
+            description="Management API: tenants, sources, endpoints, subscriptions, events (and "
+            "publishing your own), "
             "deliveries, jobs, connections, event types, partner kits, quarantine. Authenticate "
             "with 'Authorization: Bearer <api key>'.",
             path="/docs",

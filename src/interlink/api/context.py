@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from interlink.catalog.catalog import EventCatalog
 from interlink.config import Settings
 from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.domain.models import Event
 from interlink.partners.kit import KitRegistry
 from interlink.partners.reconciliation import Reconciliation
 from interlink.partners.stage import Normalization
@@ -16,6 +17,7 @@ from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
+from interlink.storage.ports import Appended
 from interlink.storage.quarantine import Quarantine
 
 
@@ -33,6 +35,9 @@ class ApiContext:
     catalog: EventCatalog
     quarantine: Quarantine
     normalization: Normalization
+    # Stores published events durably, in one transaction, and wakes the router: the group
+    # commit ingest uses (ingress/group_commit.py).
+    publish: Callable[[Sequence[Event]], Awaitable[list[Appended]]]
     # OAuth connections to partner APIs (their repository is ``tokens.connections``).
     tokens: TokenManager | None = None
     reconciliation: Reconciliation | None = None

@@ -34,6 +34,12 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
         "title": {"type": "string"},
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"},
+        "errors": {
+            "description": "Where the body broke a rule, when there are several places "
+            "(a published batch: the event's index, a JSON Pointer into it, the message)",
+            "type": "array",
+            "items": {"type": "object"},
+        },
     },
     "required": ["type", "title", "status"],
 }
@@ -44,6 +50,7 @@ _ERRORS = {
     403: "The key may not do this (an admin operation, or a tenant's with the admin key)",
     404: "Not found (another tenant's resources are not found either)",
     409: "The resource's state does not allow it now",
+    413: "The body is over the operation's size limit (or a batch over its number of events)",
     422: "Well-formed, but refused by a rule this document cannot state (said in the detail)",
     500: "An unexpected error; the detail and the x-request-id header name its log line",
     503: "The database, or what the operation needs, is unavailable; retry later",
@@ -140,6 +147,8 @@ def _responses(path: str, method: str, operation: dict[str, Any]) -> None:
         statuses.append(422)
     if (method, path) in _CONFLICTS:
         statuses.append(409)
+    if "requestBody" in operation:  # every body has a limit (10 MB unless the operation's)
+        statuses.append(413)
     for status in sorted(statuses):
         answer: dict[str, Any] = {
             "description": _ERRORS[status],

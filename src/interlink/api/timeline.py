@@ -22,6 +22,7 @@ class ReceivedOut(msgspec.Struct, tag="received", tag_field="step"):
     idempotency_key: str
     trace_id: str | None
     derived_from: str | None
+    origin: str  # partner, normalized, reconciliation, or api (published by the tenant)
 
 
 class NormalizedOut(msgspec.Struct, tag="normalized", tag_field="step"):
@@ -89,6 +90,7 @@ def _step_out(step: store.Step) -> StepOut:
             idempotency_key=step.idempotency_key,
             trace_id=step.trace_id,
             derived_from=step.derived_from,
+            origin=step.origin,
         )
     if isinstance(step, store.NormalizedStep):
         return NormalizedOut(iso(step.at), step.event_id, step.type, step.key)

@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema_rs
 import msgspec
 
+from interlink.domain.publish import Violation
+
 SCHEMA_BASE = "https://interlink.dev/schemas/"
 _FILE = re.compile(r"(?P<type>[a-z0-9_]+(?:\.[a-z0-9_]+)+)\.v(?P<version>[1-9][0-9]*)\.json")
 MAX_ERRORS = 5
@@ -87,13 +89,33 @@ class EventCatalog:
 
     def errors(self, event_type: str, version: int, data: object) -> list[str]:
         """What is wrong with ``data`` as this type and version (empty when it is valid)."""
+        return [
+            f"{v.path.removeprefix('/') or '(root)'}: {v.message}"
+            for v in self.violations(event_type, version, data)
+        ]
+
+    def violations(self, event_type: str, version: int, data: object) -> list[Violation]:
+        """Where ``data`` breaks this type and version (JSON Pointers; empty when valid)."""
         validator = self._validators.get((event_type, version))
         if validator is None:
             raise UnknownEventType(f"no event type '{event_type}' v{version} in the catalog")
         out = []
         for error in validator.iter_errors(data):
-            where = "/".join(str(p) for p in error.instance_path) or "(root)"
-            out.append(f"{where}: {error.message}")
+            out.append(Violation(_pointer(error.instance_path), error.message))
             if len(out) == MAX_ERRORS:
                 break
         return out
+
+    def check(self, event_type: str, data: object) -> tuple[int, list[Violation]] | None:
+        """For a published event (domain.publish.Schemas): None when the type is not in the
+        catalog, else its newest version and what in ``data`` breaks it."""
+        versions = self._types.get(event_type)
+        if not versions:
+            return None
+        version = max(versions)
+        return version, self.violations(event_type, version, data)
+
+
+def _pointer(parts: Iterable[str | int]) -> str:
+    """An RFC 6901 JSON Pointer ('' is the whole document)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)

@@ -1,7 +1,8 @@
-"""``interlink events``: events received, their timelines, replay."""
+"""``interlink events``: events received, their timelines, replay; publishing your own."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -19,13 +20,15 @@ from interlink.cli._api import (
     api,
     call,
     emit,
+    fail,
     output_format,
     params,
     q,
 )
 
 app = typer.Typer(
-    no_args_is_help=True, help="Events received: list, show, follow, timeline, replay."
+    no_args_is_help=True,
+    help="Events: list, show, follow, timeline, replay; publish your own.",
 )
 
 COLUMNS = ("id", "received_at", "type", "key", "source_id", "origin")
@@ -53,6 +56,57 @@ def list_(
 def show(event_id: EventId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
     """Show one event with its data and kept headers."""
     emit(api(config, "GET", f"/api/v1/events/{q(event_id)}"), output)
+
+
+@app.command("publish")
+def publish(
+    event_type: Annotated[
+        str, typer.Argument(help="The event type, e.g. booking.confirmed.", metavar="TYPE")
+    ],
+    data: Annotated[
+        str, typer.Option(help="The event's data, a JSON object.", metavar="JSON")
+    ] = "{}",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="Ordering key: an ordered endpoint gets a key's events in order.",
+            metavar="KEY",
+            show_default=False,
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Publishing this key again answers the first event (a duplicate).",
+            metavar="KEY",
+            show_default=False,
+        ),
+    ] = None,
+    occurred_at: Annotated[
+        str | None,
+        typer.Option(
+            help="When it happened (ISO 8601 or epoch seconds).", metavar="TIME", show_default=False
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Publish an event of your own (POST /api/v1/events): routed to subscribed endpoints.
+
+    Prints {"id", "duplicate"} once the event is stored durably.
+    """
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise fail(f"--data is not JSON: {exc}", 2) from None
+    if not isinstance(payload, dict):
+        raise fail("--data must be a JSON object", 2)
+    body = {"type": event_type, "data": payload} | params(
+        key=key, idempotency_key=idempotency_key, occurred_at=occurred_at
+    )
+    answer = api(config, "POST", "/api/v1/events", json=body)
+    typer.echo(json.dumps(answer))
+    if not answer.get("duplicate"):
+        typer.echo(f"follow it: interlink events timeline {answer['id']}", err=True)
 
 
 @app.command("replay")
@@ -106,23 +160,28 @@ def tail(
             pass
 
 
+def _received(step: dict[str, Any]) -> str:
+    if step.get("origin") == "api":
+        return f"{step['type']} published through the API, key {step['idempotency_key']}"
+    source = step["source_id"] + (f" ({step['source_name']})" if step["source_name"] else "")
+    how = step["verifier"] or "?"
+    if step["signature_headers"]:
+        how += f" via {step['signature_headers']}"
+    what = f"{step['type']} from {source}, verified by {how}"
+    if step.get("trace_id"):
+        what += f"  trace {step['trace_id']}"
+    if step.get("derived_from"):
+        what += f", normalized from {step['derived_from']}"
+    return what
+
+
 def format_timeline(timeline: dict[str, Any]) -> list[str]:
     """One line per step, readable in a terminal: time, step, what happened."""
     lines = [f"event {timeline['event_id']}"]
     for step in timeline["steps"]:
         kind, at = step["step"], step["at"] or "-"
         if kind == "received":
-            source = step["source_id"] + (
-                f" ({step['source_name']})" if step["source_name"] else ""
-            )
-            how = step["verifier"] or "?"
-            if step["signature_headers"]:
-                how += f" via {step['signature_headers']}"
-            what = f"{step['type']} from {source}, verified by {how}"
-            if step.get("trace_id"):
-                what += f"  trace {step['trace_id']}"
-            if step.get("derived_from"):
-                what += f", normalized from {step['derived_from']}"
+            what = _received(step)
         elif kind == "normalized":
             what = f"-> {step['event_id']} {step['type']} key={step['key'] or '-'}"
         elif kind == "quarantined":

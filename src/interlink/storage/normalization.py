@@ -176,16 +176,7 @@ class NormalizationWrite:
         """Appends canonical events; one already there (same source and key) is left as it is."""
         if not batch:
             return
-        rows = [
-            event_row(e)
-            | {
-                "origin": e.origin,
-                "derived_from": e.derived_from,
-                "schema_version": e.schema_version,
-            }
-            for e in batch
-        ]
-        await insert_new(self._conn, rows)
+        await insert_new(self._conn, [event_row(e) for e in batch])
 
     async def put_states(self, states: Sequence[EntityState]) -> None:
         if not states:

@@ -27,6 +27,9 @@ def event_row(e: Event) -> dict[str, Any]:
         "raw": e.raw,
         "headers": e.headers,
         "trace_context": e.trace_context,
+        "origin": e.origin,
+        "derived_from": e.derived_from,
+        "schema_version": e.schema_version,
     }
 
 

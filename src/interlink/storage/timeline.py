@@ -41,6 +41,7 @@ class Received(msgspec.Struct, frozen=True, tag="received", tag_field="step"):
     idempotency_key: str
     trace_id: str | None  # the OpenTelemetry trace of this event, when tracing was on
     derived_from: str | None = None  # a canonical event: the partner's event it was made from
+    origin: str = "partner"  # partner, normalized, reconciliation, or api (published)
 
 
 class NormalizedStep(msgspec.Struct, frozen=True, tag="normalized", tag_field="step"):
@@ -151,6 +152,7 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
                     events.c.headers,
                     events.c.trace_context,
                     events.c.derived_from,
+                    events.c.origin,
                 ).where(events.c.id == event_id, events.c.tenant_id == tenant_id)
             )
         ).first()
@@ -191,7 +193,7 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
             else []
         )
         made: Sequence[Any] = ()
-        if event.derived_from is None:
+        if event.derived_from is None and event.origin == "partner":
             made = (
                 await conn.execute(
                     sa.select(events.c.id, events.c.type, events.c.key, events.c.received_at)
@@ -222,6 +224,7 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
             idempotency_key=event.idempotency_key,
             trace_id=_trace_id(event.trace_context),
             derived_from=event.derived_from,
+            origin=event.origin,
         )
     ]
     steps.extend(NormalizedStep(m.received_at, m.id, m.type, m.key) for m in made)

@@ -1,4 +1,5 @@
-"""The event log on SQLite through the driver: appends in one transaction per batch."""
+"""The event log on SQLite through the driver: appends in one transaction per batch (all of
+it or, when a statement fails, none of it)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from interlink.storage.sqlite.driver import SqliteDriver
 
 INSERT_EVENT = (
     "INSERT INTO events (id, tenant_id, source_id, idempotency_key, type, key, received_at,"
-    " occurred_at, data, raw, headers, trace_context) VALUES (:id, :tenant_id, :source_id,"
-    " :idempotency_key, :type, :key, :received_at, :occurred_at, :data, :raw, :headers,"
-    " :trace_context)"
+    " occurred_at, data, raw, headers, trace_context, origin, derived_from, schema_version)"
+    " VALUES (:id, :tenant_id, :source_id, :idempotency_key, :type, :key, :received_at,"
+    " :occurred_at, :data, :raw, :headers, :trace_context, :origin, :derived_from,"
+    " :schema_version)"
     " ON CONFLICT (source_id, idempotency_key) DO NOTHING"
 )
 _FIRST = "SELECT id FROM events WHERE source_id = ? AND idempotency_key = ?"
