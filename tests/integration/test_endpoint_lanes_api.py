@@ -37,6 +37,9 @@ async def test_lane_options_round_trip_and_bad_values_are_refused(harness: Harne
     assert ep["breaker"]["min_attempts"] == 50 and ep["breaker"]["open_seconds"] == 10
     health = (await harness.get(key, f"/api/v1/endpoints/{ep['id']}/health")).json()
     assert health["breaker"] == "closed" and health["failing_since"] is None
+    # What holds the lane: nothing yet.
+    held = ("concurrency", "slots_in_use", "deferred", "horizon", "full_since")
+    assert {k: health[k] for k in held} == dict(zip(held, (8, 0, 0, None, None), strict=True))
 
     # PATCH: null removes the rate limit and the custom breaker; leaving them out keeps them.
     r = await harness.client.patch(
@@ -104,5 +107,6 @@ async def test_the_cli_creates_an_ordered_rate_limited_endpoint(running: Interli
     assert ep["rate_limit"]["rate"] == 600 and ep["rate_limit"]["per"] == "minute"
     health = await run_cli(running, key, "endpoints", "health", ep["id"])
     assert health.exit_code == 0 and json.loads(health.output)["breaker"] == "closed"
+    assert json.loads(health.output)["slots_in_use"] == 0
     refused = await run_cli(running, key, "endpoints", "create", URL, "--rate-limit", "fast")
     assert refused.exit_code == 2 and "not like 10/second" in refused.output

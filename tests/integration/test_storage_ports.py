@@ -374,10 +374,12 @@ async def test_retry_redrives_in_place_but_never_a_delivery_in_flight(stores: St
 # endpoint lanes ------------------------------------------------------------------------------
 
 
-async def routed(stores: Stores, tenant: str, ep: str, keys: list[str | None]) -> list[str]:
+async def routed(
+    stores: Stores, tenant: str, ep: str, keys: list[str | None], name: str = "m"
+) -> list[str]:
     """One event per key (in this order), routed to ``ep``; returns the delivery ids."""
     appended = await stores.log.append(
-        [msgspec.structs.replace(event(tenant, f"m{i}"), key=k) for i, k in enumerate(keys)]
+        [msgspec.structs.replace(event(tenant, f"{name}{i}"), key=k) for i, k in enumerate(keys)]
     )
     entries = {e.id: e for e in await stores.log.read_after(0, 1000)}
     new = [
@@ -490,3 +492,48 @@ async def test_gone_emits_an_operator_event_once(stores: Stores) -> None:
     assert [(e.type, e.key, e.tenant_id) for e in ops] == [("endpoint.disabled", ep, t.id)]
     stored = await stores.events.get(t.id, ops[0].id)
     assert stored is not None and msgspec.json.decode(stored.data)["reason"] == "gone"
+
+
+async def test_a_deferred_delivery_is_not_counted_in_flight(stores: Stores) -> None:
+    # Slots are live leases only. Two leases lapse (their process died); claimed again while
+    # the lane is full, they are deferred: pending again, holding no slot.
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, concurrency=2)
+    ids = await routed(stores, t.id, ep, [None] * 4)
+    now = time.time() + 1
+    lapsed = await stores.queue.claim_due(now, 2, lease_seconds=1)
+    later = now + 2
+    taken = await stores.queue.claim_due(later, 10, lease_seconds=30)
+    assert {c.delivery_id for c in lapsed} | {c.delivery_id for c in taken} == set(ids)
+    for c in lapsed:
+        d = await stores.deliveries.get(t.id, c.delivery_id)
+        assert d is not None and d.status == DeliveryStatus.PENDING
+        assert d.next_attempt_at is not None and d.next_attempt_at > later
+    ok = AttemptResult(AttemptOutcome.SUCCEEDED, 200, 1.0)
+    await stores.queue.settle([Settled(c, later, ok, decide(0, ok, RetryPolicy())) for c in taken])
+    (fresh,) = await routed(stores, t.id, ep, [None], name="late")
+    # Both slots are free: the deferred two, not due yet, take none of them.
+    (claimed,) = await stores.queue.claim_due(later + 0.01, 10, 30)
+    assert claimed.delivery_id == fresh
+
+
+async def test_start_up_makes_deferred_deliveries_due_and_lanes_pace_afresh(
+    stores: Stores,
+) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, concurrency=1, breaker=BreakerPolicy(min_attempts=1))
+    ids = await routed(stores, t.id, ep, [None] * 3)
+    now = time.time() + 1
+    assert len(await stores.queue.claim_due(now, 10, 30)) == 1  # the others deferred
+    await routed(stores, t.id, ep, [None], name="late")
+    await stores.queue.claim_due(now + 0.01, 10, 30)  # full: deferred
+    lane = await stores.management.endpoint_lane(t.id, ep)
+    assert lane.full_since is not None and lane.horizon > now
+    restart = now + 0.02
+    assert await stores.queue.release_all_leases(restart) == 1
+    lane = await stores.management.endpoint_lane(t.id, ep)
+    assert lane.full_since is None and lane.horizon == 0
+    for delivery_id in ids:
+        d = await stores.deliveries.get(t.id, delivery_id)
+        assert d is not None and d.status == DeliveryStatus.PENDING
+        assert d.next_attempt_at == restart

@@ -286,7 +286,8 @@ class EndpointController(Controller):
 
     @get(
         "/{endpoint_id:str}/health",
-        summary="An endpoint's circuit breaker, failing streak and latency, as the dispatchers see",
+        summary="An endpoint's circuit breaker, failing streak, latency and what holds its lane"
+        " (slots in use, deferred deliveries, pacing horizon, full since), as the dispatchers see",
     )
     async def health(
         self, endpoint_id: str, principal: Principal, ctx: ApiContext
@@ -295,8 +296,12 @@ class EndpointController(Controller):
         endpoint = found(
             await ctx.management.get_endpoint(tenant_id, endpoint_id), "endpoint", endpoint_id
         )
+        now = time.time()
         return EndpointHealthOut.of(
-            endpoint, await ctx.management.endpoint_lane(tenant_id, endpoint_id)
+            endpoint,
+            await ctx.management.endpoint_lane(tenant_id, endpoint_id),
+            await ctx.management.endpoint_load(tenant_id, endpoint_id, now),
+            now,
         )
 
     @delete("/{endpoint_id:str}", summary="Delete an endpoint (its deliveries are kept)")

@@ -243,7 +243,8 @@ class EndpointOut(msgspec.Struct):
 
 
 class EndpointHealthOut(msgspec.Struct):
-    """The endpoint's lane as the dispatchers share it: breaker, failing streak, latency."""
+    """The endpoint's lane as the dispatchers share it: breaker, failing streak, latency, and
+    what holds it: slots taken by live leases, deliveries deferred, pacing horizon, full since."""
 
     endpoint_id: str
     status: str
@@ -252,10 +253,18 @@ class EndpointHealthOut(msgspec.Struct):
     breaker_retry_at: str | None  # when an open breaker lets a probe through
     failing_since: str | None  # first failure with no success since
     latency_ms: float | None  # moving average of attempt latency
+    concurrency: int  # the lane's slots
+    slots_in_use: int  # attempts under way now: live leases, in every process
+    deferred: int  # deliveries the lane put off to a later time (retries' backoff not counted)
+    horizon: str | None  # the latest time it paced a delivery to, while that is ahead
+    full_since: str | None  # since when every slot has been taken at each of its admissions
 
     @classmethod
-    def of(cls, e: Endpoint, lane: LaneState) -> EndpointHealthOut:
+    def of(
+        cls, e: Endpoint, lane: LaneState, load: tuple[int, int], now: float
+    ) -> EndpointHealthOut:
         b = lane.breaker
+        slots_in_use, deferred = load
         return cls(
             endpoint_id=e.id,
             status=e.status.value,
@@ -264,6 +273,11 @@ class EndpointHealthOut(msgspec.Struct):
             breaker_retry_at=iso(b.retry_at) if b.state.value == "open" else None,
             failing_since=iso(lane.failing_since),
             latency_ms=None if lane.latency is None else round(lane.latency * 1000, 3),
+            concurrency=e.concurrency,
+            slots_in_use=slots_in_use,
+            deferred=deferred,
+            horizon=iso(lane.horizon) if lane.horizon > now else None,
+            full_since=iso(lane.full_since),
         )
 
 

@@ -167,5 +167,5 @@ def delete(endpoint_id: EndpointId, config: ConfigOpt = None) -> None:
 
 @app.command("health")
 def health(endpoint_id: EndpointId, output: OutputOpt = None, config: ConfigOpt = None) -> None:
-    """An endpoint's circuit breaker, failing streak and latency."""
+    """An endpoint's circuit breaker, failing streak, latency and what holds its lane."""
     emit(api(config, "GET", f"/api/v1/endpoints/{q(endpoint_id)}/health"), output)

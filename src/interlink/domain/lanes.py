@@ -142,14 +142,18 @@ def _admit_lane(
     # A lane full since earlier admissions waits at least that long for a slot: attempts that
     # have not ended (a receiver that never answers) take longer than their average says, and
     # looking again at the average's pace would claim and defer its backlog over and over.
+    # Only the first look waits that long; the backlog behind it keeps the average's pace. How
+    # long slots have been held says when one may free, not how fast they free after: leases of
+    # a dead process hold them until they lapse and then free all at once, so pacing each
+    # delivery by it spread a backlog over hours (issue 11). A receiver that really is slow is
+    # paced by its latency once its attempts end.
     full_since = (state.full_since or now) if free <= 0 and lane.in_flight > 0 else None
     held = 0.0 if full_since is None else now - full_since
     slot_wait = max(MIN_SLOT_WAIT, state.latency or DEFAULT_LATENCY, held)
-    slot_gap = max(gap, held / policy.concurrency)
 
-    def pace(delivery_id: str, earliest: float, step: float = gap) -> None:
+    def pace(delivery_id: str, earliest: float) -> None:
         nonlocal horizon
-        horizon = max(earliest, horizon) + step * rng.uniform(0.5, 1.5)
+        horizon = max(earliest, horizon) + gap * rng.uniform(0.5, 1.5)
         out.deferred.append((delivery_id, horizon))
 
     for delivery_id in ids:
@@ -161,7 +165,7 @@ def _admit_lane(
             out.deferred.append((delivery_id, until + rng.uniform(0.0, spread)))
             continue
         if free <= 0:
-            pace(delivery_id, now + slot_wait, slot_gap)
+            pace(delivery_id, now + slot_wait)
             continue
         if limit is not None and bucket is not None:
             granted, bucket, wait = take(bucket, limit, now)
@@ -174,6 +178,14 @@ def _admit_lane(
     return msgspec.structs.replace(
         state, breaker=breaker, bucket=bucket, horizon=horizon, full_since=full_since
     )
+
+
+def restarted(state: LaneState) -> LaneState:
+    """The lane when the only process on the database starts: none of its slots is taken
+    (every lease was released) and nothing waits on its pacing (what it deferred is due again),
+    so what was derived from slots and pacing starts afresh; breaker, token bucket, latency and
+    failing streak carry over."""
+    return msgspec.structs.replace(state, horizon=0.0, full_since=None)
 
 
 class LaneChange(enum.StrEnum):

@@ -24,11 +24,15 @@ from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
 from interlink.storage.lanes import (
+    UNLEASED_STATUS,
     Release,
     decode_state,
+    deferred,
     lane_row,
     lanes_of,
+    live_lease,
     policy_of,
+    restarted_lanes,
     settle_lanes,
 )
 from interlink.storage.pagination import Page, fetch_page
@@ -332,11 +336,7 @@ class Deliveries:
             policies, states, tenants = await self._lanes(conn, endpoint_ids, now)
             in_flight_rows = await conn.execute(
                 sa.select(deliveries.c.endpoint_id, sa.func.count())
-                .where(
-                    deliveries.c.endpoint_id.in_(endpoint_ids),
-                    deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
-                    deliveries.c.next_attempt_at > now,
-                )
+                .where(deliveries.c.endpoint_id.in_(endpoint_ids), live_lease(now))
                 .group_by(deliveries.c.endpoint_id)
             )
             in_flight = {e: int(n) for e, n in in_flight_rows}
@@ -345,7 +345,11 @@ class Deliveries:
                 await conn.execute(
                     deliveries.update()
                     .where(deliveries.c.id == sa.bindparam("b_id"))
-                    .values(next_attempt_at=sa.bindparam("b_at")),
+                    .values(
+                        next_attempt_at=sa.bindparam("b_at"),
+                        status=sa.literal_column(UNLEASED_STATUS),
+                        lease_until=None,
+                    ),
                     [{"b_id": d, "b_at": at} for d, at in admission.deferred],
                 )
             await self._save_lanes(
@@ -493,13 +497,31 @@ class Deliveries:
         )
 
     async def release_all_leases(self, now: float) -> int:
-        """At start-up of the only process on the database: what it held is due now."""
+        """At start-up of the only process on the database: what it held is due now, and so
+        is what its lanes deferred, their pacing started afresh (storage/lanes.py)."""
         async with self.db.write() as conn:
             result = await conn.execute(
                 deliveries.update()
                 .where(deliveries.c.status == DeliveryStatus.IN_FLIGHT.value)
-                .values(next_attempt_at=now, lease_until=None)
+                .values(
+                    status=sa.literal_column(UNLEASED_STATUS),
+                    next_attempt_at=now,
+                    lease_until=None,
+                    updated_at=now,
+                )
             )
+            await conn.execute(deliveries.update().where(deferred(now)).values(next_attempt_at=now))
+            states = await conn.execute(
+                sa.select(endpoint_lanes.c.endpoint_id, endpoint_lanes.c.state)
+            )
+            fresh = restarted_lanes([(r.endpoint_id, r.state) for r in states], now)
+            if fresh:
+                await conn.execute(
+                    endpoint_lanes.update()
+                    .where(endpoint_lanes.c.endpoint_id == sa.bindparam("b_id"))
+                    .values(state=sa.bindparam("b_state"), updated_at=sa.bindparam("b_at")),
+                    fresh,
+                )
         return int(result.rowcount)
 
     async def next_due_at(self) -> float | None:

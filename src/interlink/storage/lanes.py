@@ -6,10 +6,11 @@ events. The SQL differs per adapter; this does not.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
+import sqlalchemy as sa
 
 from interlink.domain.circuit_breaker import BreakerPolicy, BreakerStatus
 from interlink.domain.endpoint_health import DisableReason
@@ -21,6 +22,7 @@ from interlink.domain.lanes import (
     LaneState,
     Outcome,
     drain_window,
+    restarted,
     settle,
 )
 from interlink.domain.models import Event, lane_policy
@@ -36,6 +38,32 @@ DISABLED_REASONS = {
     DisableReason.FAILING: "no successful attempt for longer than disable_after_seconds",
 }
 
+# Slots are taken by live leases and by nothing else. A claim is the only write that sets
+# ``lease_until`` in the future; ``next_attempt_at`` is a lease's expiry only while a delivery is
+# leased (a deferral moves it too), so counting slots by it counted deferred deliveries as sent:
+# after crashes they filled their lane for good (issue 11). Text, not SQLAlchemy, so the SQLite
+# driver's statements embed the same rule; single-table statements only (bare column names).
+LIVE_LEASE = "status = 'in_flight' AND lease_until > {now}"
+# What a delivery that holds no lease is, in a deferral or a release: pending again if its lease
+# lapsed (domain/delivery.py: in_flight → pending, lease lost), otherwise as it was. So a
+# delivery is ``in_flight`` only while a claim's lease is on it.
+UNLEASED_STATUS = "CASE WHEN status = 'in_flight' THEN 'pending' ELSE status END"
+# At start-up of the only process (SQLite): deliveries the lanes put off wait for pacing that
+# was derived from the previous process's slots; due again now, the lanes pace them afresh.
+# Scheduled retries keep their backoff.
+DEFERRED = "status = 'pending' AND next_attempt_at > {now}"
+
+
+def live_lease(now: float) -> sa.TextClause:
+    """``LIVE_LEASE`` for SQLAlchemy: deliveries whose lease holds at ``now``."""
+    return sa.text(LIVE_LEASE.format(now=":lease_now")).bindparams(lease_now=now)
+
+
+def deferred(now: float) -> sa.TextClause:
+    """``DEFERRED`` for SQLAlchemy: deliveries a lane has put off past ``now``."""
+    return sa.text(DEFERRED.format(now=":deferred_now")).bindparams(deferred_now=now)
+
+
 _state = msgspec.json.Decoder(LaneState)
 T = TypeVar("T")
 
@@ -46,6 +74,18 @@ def decode_state(text: str | None) -> LaneState:
 
 def encode_state(state: LaneState) -> str:
     return msgspec.json.encode(state).decode()
+
+
+def restarted_lanes(rows: Iterable[tuple[str, str | None]], now: float) -> list[dict[str, Any]]:
+    """Of ``(endpoint id, state)`` rows, the lanes that start afresh when the only process
+    starts (domain.lanes.restarted), as ``b_id``, ``b_state``, ``b_at`` values to write."""
+    out: list[dict[str, Any]] = []
+    for endpoint_id, text in rows:
+        state = decode_state(text)
+        fresh = restarted(state)
+        if fresh != state:
+            out.append({"b_id": endpoint_id, "b_state": encode_state(fresh), "b_at": now})
+    return out
 
 
 def _json(value: Any, kind: type[T]) -> T | None:

@@ -31,10 +31,11 @@ from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
 from interlink.domain.secret_rotation import rotate
 from interlink.storage.database import Database
-from interlink.storage.lanes import decode_state
+from interlink.storage.lanes import decode_state, deferred, live_lease
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.tables import (
     api_keys,
+    deliveries,
     endpoint_lanes,
     endpoints,
     sources,
@@ -408,6 +409,19 @@ class Management:
         )
         async with self.db.read() as conn:
             return decode_state((await conn.execute(query)).scalar())
+
+    async def endpoint_load(self, tenant_id: str, endpoint_id: str, now: float) -> tuple[int, int]:
+        """What holds the endpoint's lane at ``now``: the slots live leases take, and how many
+        deliveries it has deferred (pending, due later; scheduled retries are not counted)."""
+        mine = (deliveries.c.endpoint_id == endpoint_id, deliveries.c.tenant_id == tenant_id)
+
+        def count(rule: sa.TextClause) -> sa.ScalarSelect[int]:
+            return sa.select(sa.func.count()).where(*mine, rule).scalar_subquery()
+
+        query = sa.select(count(live_lease(now)), count(deferred(now)))
+        async with self.db.read() as conn:
+            slots, waiting = (await conn.execute(query)).one()
+        return int(slots), int(waiting)
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
         return await self._soft_delete(endpoints, tenant_id, endpoint_id)

@@ -11,10 +11,14 @@ import msgspec
 
 from interlink.domain.lanes import LanePolicy, LaneState, admit
 from interlink.storage.lanes import (
+    DEFERRED,
+    LIVE_LEASE,
+    UNLEASED_STATUS,
     decode_state,
     lane_row,
     lanes_of,
     policy_of,
+    restarted_lanes,
     settle_lanes,
 )
 from interlink.storage.ports import (
@@ -76,8 +80,9 @@ _LANES = (
     " WHERE e.id IN ({})"
 )
 _IN_FLIGHT = (
-    "SELECT endpoint_id, count(*) FROM deliveries WHERE endpoint_id IN ({})"
-    " AND status = 'in_flight' AND next_attempt_at > ? GROUP BY endpoint_id"
+    "SELECT endpoint_id, count(*) FROM deliveries WHERE endpoint_id IN ({}) AND "
+    + LIVE_LEASE.format(now="?")
+    + " GROUP BY endpoint_id"
 )
 _STATES = "SELECT endpoint_id, state FROM endpoint_lanes WHERE endpoint_id IN ({})"
 _SAVE_LANE = (
@@ -96,7 +101,10 @@ _LEASE = (
     "UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?, lease_until = ?,"
     " updated_at = ? WHERE id = ?"
 )
-_DEFER = "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?"
+_DEFER = (
+    f"UPDATE deliveries SET next_attempt_at = ?, status = {UNLEASED_STATUS}, lease_until = NULL"
+    " WHERE id = ?"
+)
 _ATTEMPT = (
     "INSERT INTO attempts (id, tenant_id, delivery_id, number, started_at, latency_ms, outcome,"
     " status_code, error, response_excerpt) VALUES (:id, :tenant_id, :delivery_id, :number,"
@@ -122,7 +130,13 @@ _DRAIN = (
     " WHERE endpoint_id = ? AND status IN ('pending', 'scheduled') AND next_attempt_at > ?"
 )
 _RELEASE = (
-    "UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL WHERE status = 'in_flight'"
+    f"UPDATE deliveries SET status = {UNLEASED_STATUS}, next_attempt_at = :now,"
+    " lease_until = NULL, updated_at = :now WHERE status = 'in_flight'"
+)
+_UNDEFER = "UPDATE deliveries SET next_attempt_at = :now WHERE " + DEFERRED.format(now=":now")
+_ALL_STATES = "SELECT endpoint_id, state FROM endpoint_lanes"
+_RESTART_LANE = (
+    "UPDATE endpoint_lanes SET state = :b_state, updated_at = :b_at WHERE endpoint_id = :b_id"
 )
 _schedule = msgspec.json.Decoder(tuple[float, ...])
 
@@ -241,7 +255,13 @@ class SqliteDeliveryQueue:
         return await self._driver.write(write)
 
     async def release_all_leases(self, now: float) -> int:
-        return await self._driver.write(lambda c: c.execute(_RELEASE, (now,)).rowcount)
+        def release(conn: sqlite3.Connection) -> int:
+            released = conn.execute(_RELEASE, {"now": now}).rowcount
+            conn.execute(_UNDEFER, {"now": now})
+            conn.executemany(_RESTART_LANE, restarted_lanes(conn.execute(_ALL_STATES), now))
+            return released
+
+        return await self._driver.write(release)
 
     async def next_due_at(self) -> float | None:
         row = await self._driver.read(lambda c: c.execute(_NEXT_DUE, (float("inf"),)).fetchone())
