@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -358,3 +359,18 @@ async def test_an_ip_literal_is_left_to_check_url() -> None:
 async def test_a_name_that_does_not_resolve_gets_a_warning() -> None:
     warning = await destination_warning("http://no-such-host.invalid/", NO_EXCEPTIONS)
     assert warning is not None and "does not resolve" in warning
+
+
+def test_every_session_to_a_tenants_url_is_built_guarded() -> None:
+    """Deliveries and partner calls get their sessions from one place, so a fix to the guard
+    reaches both; the only other session is the simulated partner's, which posts to
+    Interlink's own ingest and takes no URL from a tenant."""
+    import interlink
+
+    root = Path(interlink.__file__).parent
+    building = {
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "aiohttp.ClientSession(" in path.read_text()
+    }
+    assert building == {"delivery/guarded_session.py", "partners/webhook_sender.py"}

@@ -11,20 +11,13 @@ from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
 
-from interlink.delivery.outbound_guard import (
-    BlockedDestination,
-    GuardedResolver,
-    OutboundPolicy,
-    check_url,
-)
+from interlink.delivery.guarded_session import GuardedSession
+from interlink.delivery.outbound_guard import BlockedDestination, OutboundPolicy, check_url
 from interlink.domain.delivery import AttemptOutcome, AttemptResult, classify_status
 from interlink.domain.retry_after import parse_retry_after
 
 __all__ = ["HttpSender"]
 
-# Results of a lookup have already passed the guard, so caching them is safe; a short TTL
-# still lets receivers move without us pinning a stale address for long.
-_DNS_CACHE_TTL_S = 10
 _READ_CHUNK = 1024
 _CHECKED_URLS = 10_000  # endpoint URLs are configuration: few, so the memo stays small
 
@@ -43,47 +36,26 @@ class HttpSender:
         name_service: AbstractResolver | None = None,
     ) -> None:
         self._policy = policy
-        self._name_service = name_service  # None: the system's; the guard filters either
-        self._max_connections = max_connections
+        self._guarded = GuardedSession(
+            policy,
+            max_connections=max_connections,
+            user_agent=user_agent,
+            # Compressed replies would need decompressing just to show a short excerpt, and are
+            # a way to make a small response expand into a large one.
+            headers={"Accept-Encoding": "identity"},
+            name_service=name_service,
+        )
         self._excerpt_bytes = response_excerpt_bytes
         self._connect_timeout = connect_timeout
-        self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
-        self._resolver: GuardedResolver | None = None
         self._checked_urls: dict[str, tuple[URL, str | None]] = {}
 
     async def start(self) -> None:
-        if self._session is not None:
-            return
-        self._resolver = GuardedResolver(self._policy, self._name_service)
-        connector = aiohttp.TCPConnector(
-            resolver=self._resolver,
-            limit=self._max_connections,
-            ttl_dns_cache=_DNS_CACHE_TTL_S,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers={
-                "User-Agent": self._user_agent,
-                # Compressed replies would need decompressing just to show a short excerpt,
-                # and are a way to make a small response expand into a large one.
-                "Accept-Encoding": "identity",
-            },
-            # A proxy from the environment would be the only address the guard sees.
-            trust_env=False,
-            # Cookies set by one receiver must never be replayed to it or anyone else.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            raise_for_status=False,
-        )
+        self._session = self._guarded.get()
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        resolver, self._resolver = self._resolver, None
-        if session is not None:
-            await session.close()
-        if resolver is not None:
-            # TCPConnector only closes resolvers it created itself.
-            await resolver.close()
+        self._session = None
+        await self._guarded.close()
 
     def _check(self, url: str) -> tuple[URL, str | None]:
         """The URL parsed once, with why it is refused (or None). The verdict on a URL is fixed
