@@ -388,15 +388,7 @@ STOP_SECONDS = 10.0
 
 async def _not_served(send: Any, what: str, roles: frozenset[Role]) -> None:
     detail = f"this process does not serve {what} (its roles: {', '.join(sorted(roles))})"
-    body = problems.encode(problems.problem(404, detail))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [(b"content-type", problems.CONTENT_TYPE.encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await problems.send(send, problems.problem(404, detail))
 
 
 async def _bounded(stage: str, step: Awaitable[None]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
+from typing import Any
 
 import msgspec
 import uuid_utils
@@ -54,3 +56,25 @@ def internal_error(request_id: str) -> Problem:
 
 def encode(p: Problem) -> bytes:
     return msgspec.json.encode(p)
+
+
+async def send(
+    send: Callable[[Any], Awaitable[None]],
+    p: Problem,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answers ``p`` over raw ASGI, for the few responders that are not Litestar's (metrics, a
+    role this process does not serve): the same body, whatever answers."""
+    body = encode(p)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": p.status,
+            "headers": [
+                (b"content-type", CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -221,7 +221,13 @@ async def test_metrics_token(
     await system.start()
     try:
         async with client_for(system, canary) as client:
-            assert (await client.get("/metrics")).status_code == 401
+            refused = await client.get("/metrics")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert "metrics token" in refused.json()["detail"] and refused.json()["type"]
+            wrong_method = await client.post("/metrics")
+            assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET"
+            assert wrong_method.json()["status"] == 405
             h = Harness(system, client)
             assert await scrape(h, authorization="Bearer scrape-me")
             # The management API's keys are no metrics token, and the token opens nothing else.
@@ -229,5 +235,34 @@ async def test_metrics_token(
             assert r.status_code == 401
             r = await client.get("/api/v1/tenants", headers={"authorization": "Bearer scrape-me"})
             assert r.status_code == 401
+    finally:
+        await system.stop()
+
+
+async def test_a_failing_scrape_is_a_problem_with_a_request_id(
+    tmp_path: Any, monkeypatch: Any, canary: Sweep
+) -> None:
+    """An error nobody foresaw while scraping is logged under an id and answered as
+    problem+json, as everywhere else, not as a bare 500."""
+    from tests.integration.conftest import client_for, settings_for
+
+    from interlink.app import Interlink
+    from interlink.observability.metrics import StateCollector
+
+    async def broken(self: StateCollector) -> None:
+        raise RuntimeError("the state query failed")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(StateCollector, "refresh", broken)
+    system = Interlink(settings_for(tmp_path, volume_monitor=False))
+    await system.start()
+    try:
+        async with client_for(system, canary) as client:
+            r = await client.get("/metrics")
+            assert r.status_code == 500
+            assert r.headers["content-type"] == "application/problem+json"
+            request_id = r.headers["x-request-id"]
+            assert request_id in r.json()["detail"]
+            assert "state query" not in r.text  # the cause stays in the log
     finally:
         await system.stop()

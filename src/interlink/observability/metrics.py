@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from interlink import problems
 from interlink.domain.delivery import AttemptOutcome, DeliveryStatus
 from interlink.domain.models import EndpointStatus
 from interlink.storage.database import Database
@@ -583,16 +584,30 @@ class MetricsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("method") != "GET":
-            await _answer(send, 405, b"use GET\n", [(b"allow", b"GET")])
-            return
-        if not self._authorized(scope):
-            await _answer(
-                send, 401, b"send the metrics token\n", [(b"www-authenticate", b"Bearer")]
+            await problems.send(
+                send, problems.problem(405, "/metrics answers GET only"), [(b"allow", b"GET")]
             )
             return
-        if self._state is not None:
-            await self._state.refresh()
-        body = prometheus_client.generate_latest(self.registry())
+        if not self._authorized(scope):
+            detail = "send the metrics token: Authorization: Bearer <INTERLINK_METRICS_TOKEN>"
+            await problems.send(
+                send, problems.problem(401, detail), [(b"www-authenticate", b"Bearer")]
+            )
+            return
+        try:
+            if self._state is not None:
+                await self._state.refresh()
+            body = prometheus_client.generate_latest(self.registry())
+        except Exception:
+            # As everywhere else: logged under an id, answered as a problem, never a bare 500.
+            request_id = problems.new_request_id()
+            log.exception("metrics.failed", request_id=request_id)
+            await problems.send(
+                send,
+                problems.internal_error(request_id),
+                [(problems.REQUEST_ID_HEADER.encode(), request_id.encode())],
+            )
+            return
         await _answer(send, 200, body, [], CONTENT_TYPE)
 
 
