@@ -32,6 +32,8 @@ from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.reconciliation import ReconciliationController
 from interlink.api.request import JsonRequest
+from interlink.api.stream_demo import stream_demo
+from interlink.api.streams import StreamTokenController, sse_stream, ws_stream
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
@@ -187,11 +189,17 @@ def create_api(ctx: ApiContext) -> Litestar:
             PartnerKitController,
             QuarantineController,
             ReconciliationController,
+            StreamTokenController,
         ],
     )
+    # The streams authenticate themselves: a browser's EventSource sends no header, only a
+    # stream token in the query (api/streams.py).
+    streams = Router(path="/", route_handlers=[sse_stream, ws_stream])
     return Litestar(
         route_handlers=[
             resources,
+            streams,
+            stream_demo,
             openapi,
             healthz,
             readyz,
@@ -217,8 +225,9 @@ def create_api(ctx: ApiContext) -> Litestar:
             title="Interlink",
             version=__version__,
             description="Management API: tenants, sources, endpoints, subscriptions, events, "
-            "deliveries, jobs, connections, event types, partner kits, quarantine. Authenticate "
-            "with 'Authorization: Bearer <api key>'.",
+            "deliveries, jobs, connections, event types, partner kits, quarantine, and realtime "
+            "streams of events (SSE at /api/v1/stream; WebSocket at /api/v1/ws, the same "
+            "parameters and messages). Authenticate with 'Authorization: Bearer <api key>'.",
             path="/docs",
             render_plugins=[_swagger_ui()],
         ),

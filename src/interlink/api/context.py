@@ -17,6 +17,7 @@ from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
 from interlink.storage.quarantine import Quarantine
+from interlink.streams.service import Streams
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,5 @@ class ApiContext:
     # OAuth connections to partner APIs (their repository is ``tokens.connections``).
     tokens: TokenManager | None = None
     reconciliation: Reconciliation | None = None
+    # Realtime streams (SSE, WebSocket) and their stream tokens.
+    streams: Streams | None = None
