@@ -9,6 +9,7 @@ logged: the log lines name the tenant and the transport only.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -52,6 +53,7 @@ Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 MAX_POSITION = 2**63 - 1
+_POSITION = re.compile(r"[0-9]{1,18}")  # a log position as the client sends it back
 _QUERY = frozenset({"types", "source", "key", "token", "from"})
 
 
@@ -128,7 +130,7 @@ def resume_position(last_event_id: str | None, from_: int | None) -> int | None:
     ``from``; each is a log position (a message's id)."""
     if last_event_id is not None and last_event_id.strip():
         value = last_event_id.strip()
-        if not value.isdigit() or int(value) > MAX_POSITION:
+        if not _POSITION.fullmatch(value):
             raise ValidationException("Last-Event-ID must be a log position (a message's id)")
         return int(value)
     return from_
@@ -225,7 +227,7 @@ async def ws_stream(socket: WebSocket[Any, Any, Any], ctx: ApiContext) -> None:
             _asked(query.get("types"), query.get("source"), query.get("key")),
         )
         raw_from = query.get("from")
-        if raw_from is not None and (not raw_from.isdigit() or int(raw_from) > MAX_POSITION):
+        if raw_from is not None and not _POSITION.fullmatch(raw_from):
             raise ValidationException("from must be a log position (a message's id)")
         resume = None if raw_from is None else int(raw_from)
         session = StreamSession(

@@ -85,7 +85,9 @@ class StreamHub:
         self._log = stream_log
         self._poll = poll_interval
         self.queue_size = queue_size
-        self._batch = batch
+        # A read hands a subscription at most half its queue, so one read never overflows a
+        # client that is keeping up.
+        self._batch = max(1, min(batch, queue_size // 2))
         self._gap_hold = gap_hold
         self._now = monotonic
         # tenant → filter → subscriptions: a filter is matched once per event, however many
