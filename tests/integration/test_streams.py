@@ -10,12 +10,15 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from tests.canary import Sweep
+from tests.integration.conftest import database_backend
 from tests.integration.streams_support import Received, listening, sse, until, ws
 from typer.testing import CliRunner
 
 from interlink import cli
+from interlink.app import Role
 from interlink.storage.tables import events
 from interlink.storage.tenancy import system_scope
 
@@ -257,3 +260,30 @@ async def test_cli_tail_prints_the_stream_and_resumes_after_a_position(
     lines = result.output.strip().splitlines()
     assert [line.split()[0] for line in lines] == [str(first[2]), str(later[0])]
     assert "key=k3" in lines[0] and "key=k4" in lines[1]
+
+
+async def test_an_api_process_streams_what_another_process_appends(
+    tmp_path: Path, canary: Sweep
+) -> None:
+    """PostgreSQL: a client of an `api`-role process sees the events another process appends
+    (woken by NOTIFY, read from the database), on both transports."""
+    if database_backend() != "postgres":
+        pytest.skip("several processes on one database need PostgreSQL")
+    api_only = frozenset({Role.API})
+    pipeline = frozenset(Role) - api_only
+    async with (
+        listening(tmp_path, canary, roles=pipeline) as writer,
+        listening(tmp_path, canary, roles=api_only) as reader,
+    ):
+        key, src = await reader.tenant("a")
+        over_sse, over_ws = Received(), Received()
+        tasks = [
+            asyncio.create_task(sse(reader.url, over_sse, headers=reader.auth(key), until=50)),
+            asyncio.create_task(ws(reader.url, over_ws, headers=reader.auth(key), until=50)),
+        ]
+        await until(lambda: reader.system.stream_hub.connections == 2)
+        appended: list[int] = []
+        for _ in range(10):
+            appended += await writer.append(src, [(BOOKING, None)] * 5)
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    assert over_sse.positions == appended and over_ws.positions == appended
