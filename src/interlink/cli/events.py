@@ -79,14 +79,19 @@ def tail(
     type: Annotated[
         str | None,
         typer.Option(
-            "--type", "--types", help="Type patterns, comma-separated (booking.*,payment.*)."
+            "--type",
+            "--types",
+            help="Type patterns, comma-separated (booking.*,payment.*).",
+            metavar="PATTERNS",
         ),
     ] = None,
     source: Annotated[
-        str | None, typer.Option("--source", help="Only these sources' (comma-separated).")
+        str | None,
+        typer.Option("--source", help="Only these sources' (comma-separated).", metavar="IDS"),
     ] = None,
     key: Annotated[
-        str | None, typer.Option("--key", help="Only these keys (comma-separated).")
+        str | None,
+        typer.Option("--key", help="Only these keys (comma-separated).", metavar="KEYS"),
     ] = None,
     from_: Annotated[
         int | None,
