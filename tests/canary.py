@@ -6,9 +6,9 @@ A pytest plugin (loaded by tests/conftest.py) that runs around every test of the
 
 * every credential a test client sends (the bearer token of ``Authorization``, wrong keys too)
   and every secret it supplies when it creates something (``secret``, ``secrets``);
-* the designated fields of creation answers: ``api_key``, ``secret``, ``secrets`` of a 2xx
-  answer to a POST, the one place a secret is shown (a secret known before and not supplied
-  by that request, shown there again, is a leak);
+* the designated fields of creation answers: ``api_key``, ``secret``, ``secrets``, ``token``
+  (a stream token) of a 2xx answer to a POST, the one place a secret is shown (a secret known
+  before and not supplied by that request, shown there again, is a leak);
 * the secrets the test's databases hold (``sources.secrets``, ``endpoints.secret``), however
   they got there (the demo writes them through the storage layer, not the API), the key files
   in its directory (``.interlink/admin.key``) and the settings' admin key and metrics token;
@@ -61,7 +61,7 @@ _PREFIXES = ("whsec_", "whsk_", "ik_admin_", "ik_")
 # What a source holds next to its secrets but is no secret: Ed25519 public keys.
 _PUBLIC = ("whpk_",)
 # The fields of a creation answer that carry the secret it shows once (api/schemas.py).
-_SHOWN_ONCE = ("api_key", "secret", "secrets")
+_SHOWN_ONCE = ("api_key", "secret", "secrets", "token")  # token: a stream token
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 _LEAKS_SHOWN_PER_SECRET = 5
 

@@ -31,6 +31,7 @@ from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.signing import signature_headers
+from interlink.domain.streams import token_key
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
 from interlink.http_server import ConnectionLimits, Server
@@ -70,8 +71,11 @@ from interlink.storage.secrets_box import SecretBox, secrets_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
+from interlink.storage.stream_log import StreamLog
 from interlink.storage.tenancy import system_scope
 from interlink.storage.wakeups import Wakeups
+from interlink.streams.hub import StreamHub
+from interlink.streams.service import Streams
 
 log = structlog.get_logger("interlink")
 
@@ -214,7 +218,7 @@ class Interlink:
             self.log_writer,
             self.kits,
             self.catalog,
-            on_appended=lambda: self.router.wake(),  # canonical events to route
+            on_appended=lambda: self._appended(),  # canonical events to route and stream
             # Thin notifications: what they point at, fetched with the tenant's connection.
             fetcher=Fetcher(self.partner_session, self.tokens, base_urls=settings.partner_api_urls),
         )
@@ -236,10 +240,17 @@ class Interlink:
             self.partner_session,
             self.tokens,
             poll_interval=settings.poll_interval_seconds,
-            on_appended=lambda: self.router.wake(),
+            on_appended=lambda: self._appended(),
             on_finished=self._reconciled,
         )
-        self.commit = GroupCommit(self.log_writer, on_commit=self.router.wake)
+        # Realtime streams: one reader of the log for every connection of this process, woken
+        # by this process's appends (and, on PostgreSQL, by other processes' NOTIFY).
+        self.stream_hub = StreamHub(
+            StreamLog(self.db),
+            poll_interval=settings.poll_interval_seconds,
+            queue_size=settings.stream_queue_size,
+        )
+        self.commit = GroupCommit(self.log_writer, on_commit=self._appended)
         self.jobs = Jobs(self.db, self.deliveries)
         self.job_runner = JobRunner(
             self.jobs,
@@ -266,11 +277,21 @@ class Interlink:
                 normalization=self.normalization,
                 publish=self.commit.submit_all,
                 reconciliation=self.reconciliation,
+                streams=Streams(
+                    self.stream_hub,
+                    StreamLog(self.db),
+                    token_key(admin_key(settings)),
+                    settings.stream_heartbeat_seconds,
+                ),
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._lock: IO[str] | None = None
         self._tracing = False
+
+    def _appended(self) -> None:
+        self.router.wake()
+        self.stream_hub.wake()
 
     def _settled(self, s: Settled) -> None:
         # Runs after the attempt's settlement is durable: what is counted is what is recorded.
@@ -292,6 +313,12 @@ class Interlink:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         # The ingest route skips the framework: it is the hot path.
+        if scope["type"] == "websocket":  # the event streams' WebSocket
+            if Role.API not in self.roles:
+                await send({"type": "websocket.close", "code": 4404})
+                return
+            await self.api(scope, receive, send)  # type: ignore[arg-type]
+            return
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path.startswith("/in/"):
             if Role.INGRESS not in self.roles:
@@ -352,15 +379,23 @@ class Interlink:
                 )
             if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
-            if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
+            if Role.API in self.roles:
+                self._tasks.append(asyncio.create_task(self.stream_hub.run(), name="stream-hub"))
+            if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER, Role.API}:
                 # Other processes' appends and routing wake this one's roles (a hint; they poll).
                 wakeups = Wakeups(
                     self.db.url,
-                    {LOG_CHANNEL: self.router.wake, DELIVERIES_CHANNEL: self.dispatcher.wake},
+                    {LOG_CHANNEL: self._appended, DELIVERIES_CHANNEL: self.dispatcher.wake},
                 )
                 self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
 
+    def stopping(self) -> None:
+        """Shutdown has begun: open streams end now (each client told where to resume), so
+        the server's graceful shutdown does not wait for them."""
+        self.stream_hub.close()
+
     async def stop(self) -> None:
+        self.stream_hub.close()
         # Each stage is bounded: a task that does not end when cancelled (a database call cut
         # off mid-way, say) must cost seconds at shutdown and say which it was, never hang.
         await _bounded("group commit", self.commit.stop())
@@ -412,7 +447,13 @@ async def serve(
     system = Interlink(settings, on_settled=on_settled, roles=roles)
     await system.start()
     limits = ConnectionLimits.of(settings)
-    server = Server(system, settings.host, settings.port, limits, on_stopping)
+
+    def stopping() -> None:
+        system.stopping()
+        if on_stopping is not None:
+            on_stopping()
+
+    server = Server(system, settings.host, settings.port, limits, stopping)
 
     async def after_bind() -> None:
         while not server.started:
@@ -426,8 +467,7 @@ async def serve(
                 log.exception("interlink.on_started_failed")
         if stop is not None:
             await stop.wait()
-            if on_stopping is not None:
-                on_stopping()
+            stopping()
             server.should_exit = True
 
     helper = asyncio.create_task(after_bind(), name="serve-hooks")

@@ -91,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http_max_headers: int = 100
     http_max_connections: int = 1024
     http_shutdown_timeout_seconds: float = 10.0
+    # Realtime streams (GET /api/v1/stream, /api/v1/ws): a connection's queue holds at most
+    # stream_queue_size events (a client further behind is told where to resume and
+    # disconnected); an idle stream gets a heartbeat every stream_heartbeat_seconds (SSE comment,
+    # WebSocket ping and message).
+    stream_queue_size: int = 1000
+    stream_heartbeat_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_FIELDS:
@@ -131,6 +137,8 @@ _POSITIVE_FIELDS = (
     "http_max_headers",
     "http_max_connections",
     "http_shutdown_timeout_seconds",
+    "stream_queue_size",
+    "stream_heartbeat_seconds",
 )
 _LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
 _MAP_FIELDS = {"partner_api_urls"}

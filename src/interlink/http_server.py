@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 if TYPE_CHECKING:
     from interlink.config import Settings
@@ -49,6 +50,7 @@ class ConnectionLimits:
     max_headers: int = 100
     max_connections: int = 1024
     shutdown_timeout: float = 10.0
+    ws_ping_seconds: float = 15.0
 
     @classmethod
     def of(cls, settings: Settings) -> ConnectionLimits:
@@ -61,6 +63,7 @@ class ConnectionLimits:
             max_headers=settings.http_max_headers,
             max_connections=settings.http_max_connections,
             shutdown_timeout=settings.http_shutdown_timeout_seconds,
+            ws_ping_seconds=settings.stream_heartbeat_seconds,
         )
 
 
@@ -122,6 +125,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self.transport.is_closing():
             return
+        if self.transport.get_protocol() is not self:
+            # Upgraded to a WebSocket: the connection is the WebSocket protocol's now, and no
+            # timer of an HTTP request may answer on it.
+            self._disarm()
+            return
         if self._phase is _Phase.HEADERS:
             # A chunk a request began in may end the one before: its fields are counted as
             # they are parsed, and what is left of it is under one chunk.
@@ -181,6 +189,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _Phase.BODY
         self._body_bytes = 0
         super().on_headers_complete()
+        _offer_abort(self.scope, self.transport)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -278,6 +287,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+# A long-lived response (a stream) whose client stopped reading cannot be ended through ASGI:
+# every ``send`` waits for the client to read. The scope's ``interlink.abort`` closes the
+# connection instead (api/streams.py uses it on a client that fell behind).
+ABORT_EXTENSION = "interlink.abort"
+
+
+def _offer_abort(scope: Any, transport: asyncio.BaseTransport) -> None:
+    extensions = scope.setdefault("extensions", {})
+    if extensions is not None:
+        extensions[ABORT_EXTENSION] = {"abort": transport.close}
+
+
+class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (websockets' sans-I/O), with ``interlink.abort``."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The application's task was only scheduled: it sees the extension.
+        _offer_abort(self.scope, self.transport)
+
+
 def limited_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
     """The protocol class for one server's limits (uvicorn makes it from the class)."""
     return cast(
@@ -313,6 +343,10 @@ class Server(uvicorn.Server):
                 log_level="warning",
                 loop="none",
                 http=limited_protocol(limits),
+                ws=AbortableWebSocketProtocol,
+                # Pings find dead peers of WebSocket streams (a pong is owed within the timeout).
+                ws_ping_interval=limits.ws_ping_seconds,
+                ws_ping_timeout=limits.ws_ping_seconds,
                 # Annotated int, used as a float (call_later, asyncio.timeout).
                 timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]
                 timeout_graceful_shutdown=limits.shutdown_timeout,  # type: ignore[arg-type]

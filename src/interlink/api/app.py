@@ -33,6 +33,8 @@ from interlink.api.partners import EventTypeController, PartnerKitController, Qu
 from interlink.api.publish import PublishController
 from interlink.api.reconciliation import ReconciliationController
 from interlink.api.request import JsonRequest
+from interlink.api.stream_demo import stream_demo
+from interlink.api.streams import StreamTokenController, sse_stream, ws_stream
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
 from interlink.storage.database import DatabaseUnavailable
@@ -197,11 +199,17 @@ def create_api(ctx: ApiContext) -> Litestar:
             PartnerKitController,
             QuarantineController,
             ReconciliationController,
+            StreamTokenController,
         ],
     )
+    # The streams authenticate themselves: a browser's EventSource sends no header, only a
+    # stream token in the query (api/streams.py).
+    streams = Router(path="/", route_handlers=[sse_stream, ws_stream])
     return Litestar(
         route_handlers=[
             resources,
+            streams,
+            stream_demo,
             openapi,
             healthz,
             readyz,
@@ -227,9 +235,10 @@ def create_api(ctx: ApiContext) -> Litestar:
             title="Interlink",
             version=__version__,
             description="Management API: tenants, sources, endpoints, subscriptions, events (and "
-            "publishing your own), "
-            "deliveries, jobs, connections, event types, partner kits, quarantine. Authenticate "
-            "with 'Authorization: Bearer <api key>'.",
+            "publishing your own), deliveries, jobs, connections, event types, partner kits, "
+            "quarantine, and realtime streams of events (SSE at /api/v1/stream; WebSocket at "
+            "/api/v1/ws, the same parameters and messages). Authenticate with "
+            "'Authorization: Bearer <api key>'.",
             path="/docs",
             render_plugins=[_swagger_ui()],
         ),

@@ -35,6 +35,11 @@ async def authenticate(
     request: Request[Any, Any, Any], admin_key: str, management: Management
 ) -> Principal:
     header = request.headers.get("authorization", "")
+    return await authenticate_header(header, admin_key, management)
+
+
+async def authenticate_header(header: str, admin_key: str, management: Management) -> Principal:
+    """The principal of an ``Authorization`` header's key (a WebSocket's too)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")

@@ -19,6 +19,7 @@ from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
 from interlink.storage.ports import Appended
 from interlink.storage.quarantine import Quarantine
+from interlink.streams.service import Streams
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,5 @@ class ApiContext:
     # OAuth connections to partner APIs (their repository is ``tokens.connections``).
     tokens: TokenManager | None = None
     reconciliation: Reconciliation | None = None
+    # Realtime streams (SSE, WebSocket) and their stream tokens.
+    streams: Streams | None = None

@@ -82,6 +82,37 @@ _ENUMS: dict[tuple[str, str], list[str]] = {
 }
 
 
+# Operations whose answer is a stream of Server-Sent Events (api/streams.py): what the document
+# says of them beyond Litestar's generator.
+STREAMS = frozenset({"/api/v1/stream"})
+_MAX_POSITION = 2**63 - 1
+_SSE_ANSWER: dict[str, Any] = {
+    "description": "A stream of Server-Sent Events until the client goes, falls behind or the "
+    "server shuts down: 'id: <position>' and 'data: <event JSON>' per event; "
+    "'event: interlink.restart|overflow|shutdown' with 'data: {resume_from|restart_after, "
+    "detail}' about the stream; ': keep-alive' heartbeats",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def _stream(operation: dict[str, Any]) -> None:
+    operation.setdefault("responses", {})["200"] = _SSE_ANSWER
+    parameters = operation.setdefault("parameters", [])
+    for parameter in parameters:
+        if parameter.get("name") == "from":
+            parameter["schema"] = {"type": "integer", "minimum": 0, "maximum": _MAX_POSITION}
+    parameters.append(
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "The id of the last message received (an EventSource sends it when "
+            "it reconnects): the stream resumes after it; it wins over 'from'",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        }
+    )
+
+
 def truthful(document: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(document)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -95,6 +126,8 @@ def truthful(document: dict[str, Any]) -> dict[str, Any]:
             if method in _METHODS:
                 _parameters(path, operation)
                 _responses(path, method, operation)
+                if path in STREAMS:
+                    _stream(operation)
     return doc
 
 
@@ -143,7 +176,7 @@ def _responses(path: str, method: str, operation: dict[str, Any]) -> None:
     )
     if "{" in path or "requestBody" in operation:
         statuses.append(404)
-    if has_input or method != "get":
+    if has_input or method != "get" or path in STREAMS:
         statuses.append(422)
     if (method, path) in _CONFLICTS:
         statuses.append(409)

@@ -18,13 +18,13 @@ from interlink.cli._api import (
     OutputOpt,
     TypeOpt,
     api,
-    call,
     emit,
     fail,
     output_format,
     params,
     q,
 )
+from interlink.cli._sse import SseParser
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -129,35 +129,103 @@ def replay(
 
 @app.command("tail")
 def tail(
-    interval: Annotated[
-        float, typer.Option(help="Seconds between polls.", metavar="SECONDS")
-    ] = 1.0,
-    type: TypeOpt = None,
+    type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            "--types",
+            help="Type patterns, comma-separated (booking.*,payment.*).",
+            metavar="PATTERNS",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Only these sources' (comma-separated).", metavar="IDS"),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Only these keys (comma-separated).", metavar="KEYS"),
+    ] = None,
+    from_: Annotated[
+        int | None,
+        typer.Option("--from", help="Replay after this log position first.", metavar="POSITION"),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Stop after this many events.", metavar="N")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Print events as they arrive (Ctrl-C stops)."""
-    seen: set[str] = set()
-    since = time.time()
+    """Print events as they are appended to the log, live (Ctrl-C stops).
+
+    Reads the SSE stream (GET /api/v1/stream); after a drop it reconnects and resumes from the
+    last position it printed, so nothing is missed or printed twice.
+    """
+    query = params(types=type, source=source, key=key)
+    last = from_
+    printed = 0
     with _api.client(config) as c:
         try:
-            while True:
-                query: dict[str, Any] = {"after": since - 1, "limit": 500}
-                if type:
-                    query["type"] = type
-                page = call(c, "GET", "/api/v1/events", params=query)["data"]
-                for event in reversed(page):
-                    if event["id"] in seen:
-                        continue
-                    seen.add(event["id"])
-                    typer.echo(
-                        f"{event['received_at']}  {event['id']}  {event['type']:<24} "
-                        f"key={event['key'] or '-'}"
-                    )
-                if page:
-                    since = max(since, time.time() - 60)
-                time.sleep(interval)
+            while count is None or printed < count:
+                last, n, retry = _follow(
+                    c, query, last, as_json, None if count is None else count - printed
+                )
+                printed += n
+                if not retry:
+                    break
+                time.sleep(1)
         except KeyboardInterrupt:
             pass
+
+
+def _follow(
+    c: Any, query: dict[str, Any], last: int | None, as_json: bool, most: int | None
+) -> tuple[int | None, int, bool]:
+    """One connection: prints events until it ends; answers the last position, how many it
+    printed and whether to reconnect."""
+    import httpx
+
+    headers = {} if last is None else {"Last-Event-ID": str(last)}
+    parser = SseParser()
+    printed = 0
+    try:
+        with c.stream(
+            "GET",
+            "/api/v1/stream",
+            params=query,
+            headers=headers,
+            timeout=httpx.Timeout(15, read=None),
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                detail = response.json().get("detail", response.reason_phrase)
+                raise _api.fail(f"{response.status_code}: {detail}")
+            for line in response.iter_lines():
+                message = parser.feed(line)
+                if message is None:
+                    continue
+                if message.event != "message":
+                    notice = json.loads(message.data)
+                    typer.secho(
+                        f"{message.event}: {notice.get('detail', '')}", err=True, fg="yellow"
+                    )
+                    continue
+                event = json.loads(message.data)
+                last = int(event["seq"])
+                typer.echo(message.data if as_json else _line(event))
+                printed += 1
+                if most is not None and printed >= most:
+                    return last, printed, False
+    except httpx.HTTPError as exc:
+        typer.secho(f"stream interrupted ({exc.__class__.__name__}); reconnecting", err=True)
+    return last, printed, True
+
+
+def _line(event: dict[str, Any]) -> str:
+    return (
+        f"{event['seq']:>8}  {event['received_at']}  {event['id']}  {event['type']:<24} "
+        f"key={event['key'] or '-'}"
+    )
 
 
 def _received(step: dict[str, Any]) -> str:

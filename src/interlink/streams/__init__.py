@@ -1,0 +1,1 @@
+"""Realtime streams of the log to browsers and dashboards (SSE and WebSocket)."""
