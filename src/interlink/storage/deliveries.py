@@ -23,6 +23,7 @@ from interlink.domain.models import EndpointStatus
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
+from interlink.storage.event_log import take_append_turn
 from interlink.storage.lanes import (
     UNLEASED_STATUS,
     Release,
@@ -462,6 +463,7 @@ class Deliveries:
                     appended.append(d.event)
                     notices.append(d.notice)
             if appended:
+                await take_append_turn(conn)
                 await conn.execute(events.insert(), [event_row(e) for e in appended])
             for r in lanes.released:
                 await self._drain(conn, r, now)

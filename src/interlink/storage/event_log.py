@@ -139,6 +139,17 @@ def event_from_row(row: Any) -> Event:
     )
 
 
+async def take_append_turn(conn: AsyncConnection) -> None:
+    """Every transaction that inserts into the log calls this first (ingest, publishing,
+    normalized events, operator events). On PostgreSQL appends take turns, so ``seq`` values
+    commit in the order they were taken and a reader after its position (the router, a stream)
+    never passes over one committed late; the notice wakes readers in other processes when the
+    transaction commits. SQLite has one writer: its appends take turns already."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOG_APPEND_LOCK)))
+        await conn.execute(sa.select(sa.func.pg_notify(LOG_CHANNEL, "")))
+
+
 class EventLog:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -147,13 +158,8 @@ class EventLog:
         """Stores a batch in one transaction (group commit); durable when this returns."""
         rows = [event_row(e) for e in batch]
         async with self.db.write() as conn:
-            if not self.db.is_sqlite:
-                # Appends take turns, so ``seq`` values commit in the order they were taken and
-                # a router reading after its cursor never passes over one committed late.
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOG_APPEND_LOCK)))
+            await take_append_turn(conn)
             ids = await insert_new(conn, rows)
-            if not self.db.is_sqlite:
-                await conn.execute(sa.select(sa.func.pg_notify(LOG_CHANNEL, "")))
         out = []
         for e in batch:
             stored_id = ids[(e.source_id, e.idempotency_key)]

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.models import Event
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
-from interlink.storage.event_log import event_from_row, insert_new, stored_ids
+from interlink.storage.event_log import event_from_row, insert_new, stored_ids, take_append_turn
 from interlink.storage.ports import LOG_CHANNEL
 from interlink.storage.quarantine import QuarantineEntry, entry, entry_row
 from interlink.storage.rows import event_row
@@ -176,6 +176,7 @@ class NormalizationWrite:
         """Appends canonical events; one already there (same source and key) is left as it is."""
         if not batch:
             return
+        await take_append_turn(self._conn)
         await insert_new(self._conn, [event_row(e) for e in batch])
 
     async def put_states(self, states: Sequence[EntityState]) -> None:
