@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
 	@echo "==> making a virtualenv in $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "==> installing Interlink and its dev tools into $(VENV) (about 30 s the first time)"
 	@$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
+	@echo "==> installing the Python SDK (sdk/python, with its outbox extra) into $(VENV)"
+	@$(BIN)/python -m pip install --progress-bar off -e 'sdk/python[outbox]'
 	@touch $(STAMP)
 	@echo "==> ready: $(BIN)/interlink"
 
@@ -33,8 +35,8 @@ up: $(STAMP)
 	$(BIN)/interlink up
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench sdk/python
+	$(BIN)/ruff format --check src tests bench sdk/python
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
