@@ -219,6 +219,7 @@ class Relay:
         listener: AsyncConnection | None = None
         backoff = 0.5
         idle_wait = LISTEN_SAFETY_POLL if self.postgres else self.poll_seconds
+        log.info("outbox relay running (%s)", self.engine.dialect.name)
         try:
             while not stop.is_set():
                 if self.postgres and listener is None:
