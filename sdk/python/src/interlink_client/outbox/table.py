@@ -56,6 +56,7 @@ def ddl(dialect: str) -> str:
     if dialect not in dialects:
         raise ValueError(f"no outbox DDL for {dialect!r}: postgresql or sqlite")
     target = dialects[dialect]()
-    table = str(CreateTable(outbox).compile(dialect=target)).strip()
+    compiled = str(CreateTable(outbox).compile(dialect=target)).strip()
+    table = "\n".join(line.rstrip().replace("\t", "    ") for line in compiled.splitlines())
     index = str(CreateIndex(unsent_index).compile(dialect=target)).strip()
     return f"{table};\n\n{index};\n"
