@@ -110,7 +110,7 @@ async def test_the_alembic_migration_makes_the_outbox_table(service_url: str) ->
             await publish_async(conn, "order.placed", {"n": 2}, key="k")
         relay = Relay(engine, client=None)  # type: ignore[arg-type]  # claims only, ships nothing
         async with engine.begin() as conn:
-            claimed = (await conn.execute(relay._claim())).all()
+            claimed = await relay.claim(conn)
         assert [(r.id, r.event_key) for r in claimed] == [(1, "k"), (2, "k")]
     finally:
         await engine.dispose()

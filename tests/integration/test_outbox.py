@@ -117,9 +117,9 @@ async def test_postgres_a_claimed_key_is_hidden_from_other_relays(
                 await publish_async(conn, "order.placed", {"n": n}, key=key)
         first, second = Relay(engine, client, batch_size=1), Relay(engine, client, batch_size=5)
         async with engine.begin() as one, engine.begin() as two:
-            held = (await one.execute(first._claim())).all()
+            held = await first.claim(one)
             assert [r.id for r in held] == [1]  # key a's head, and with it key a
-            others = (await two.execute(second._claim())).all()
+            others = await second.claim(two)
             assert [r.id for r in others] == [3, 4]  # b and the keyless row: none of a's
         assert await second.drain() == 5
         stored = await _stored(client)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,14 @@ LOCK_SPACE = 0x4F42
 PERMANENT = (400, 413, 422)
 LISTEN_SAFETY_POLL = 5.0
 MAX_BACKOFF = 10.0
+# How far past a batch a relay looks for keys no other relay holds.
+CANDIDATES = 4
+MAX_LOCK_CHUNK = 64  # keys try-locked in one statement
+
+_TRY_LOCKS = sa.text(
+    "SELECT k, pg_try_advisory_xact_lock(:space, hashtext(k))"
+    " FROM unnest(CAST(:keys AS text[])) AS k"
+)
 
 _COLUMNS = (
     outbox.c.id,
@@ -109,18 +118,46 @@ class Relay:
         self.totals = Totals()
         self.postgres = engine.dialect.name == "postgresql"
         self._wake = asyncio.Event()
+        # The last claim passed over keys other relays held: look again soon, not at the
+        # next notification (the rows behind those keys are waiting).
+        self.contended = False
 
     # one batch ---------------------------------------------------------------------------------
 
-    def _claim(self) -> sa.Select[Any]:
+    async def claim(self, conn: AsyncConnection) -> Sequence[Any]:  # rows of _COLUMNS
+        """The next batch in id order. On PostgreSQL, in ``conn``'s transaction: first the keys
+        of the oldest unsent rows are try-locked (never waiting; another relay's keys are passed
+        over), then the rows of the keys it got, and keyless rows, are locked ``SKIP LOCKED``.
+        The key locks are taken in statements of their own, for chosen keys: a lock call in the
+        rows' WHERE would run for every row the plan filters (all of them, under a sort),
+        locking every key and starving the other relays."""
         query = sa.select(*_COLUMNS).where(_UNSENT).order_by(outbox.c.id).limit(self.batch_size)
         if not self.postgres:
-            return query
-        key_free = sa.or_(
-            outbox.c.event_key.is_(None),
-            sa.func.pg_try_advisory_xact_lock(LOCK_SPACE, sa.func.hashtext(outbox.c.event_key)),
-        )
-        return query.where(key_free).with_for_update(skip_locked=True)
+            return (await conn.execute(query)).all()
+        window = sa.select(outbox.c.event_key).where(_UNSENT).order_by(outbox.c.id)
+        seen = (await conn.execute(window.limit(self.batch_size * CANDIDATES))).scalars().all()
+        locked = await self._lock_keys(conn, seen)
+        mine = sa.or_(outbox.c.event_key.is_(None), outbox.c.event_key.in_(locked))
+        return (await conn.execute(query.where(mine).with_for_update(skip_locked=True))).all()
+
+    async def _lock_keys(self, conn: AsyncConnection, seen: Sequence[str | None]) -> list[str]:
+        """Try-locks the keys of ``seen`` (the oldest unsent rows' keys) oldest first, in chunks
+        of 1, 2, 4, … keys, until the keys it got cover a batch. A key locked but not shipped
+        waits for this relay's commit, so it locks about as many keys as it ships."""
+        rows_of = Counter(seen)
+        keys = [k for k in dict.fromkeys(seen) if k is not None]
+        covered, locked, passed_over = 0, [], False
+        start, size = 0, 1
+        while start < len(keys) and covered < self.batch_size:
+            chunk = keys[start : start + size]
+            tried = await conn.execute(_TRY_LOCKS, {"space": LOCK_SPACE, "keys": chunk})
+            got = [k for k, ok in tried if ok]
+            passed_over |= len(got) < len(chunk)
+            locked += got
+            covered += sum(rows_of[k] for k in got)
+            start, size = start + size, min(size * 2, MAX_LOCK_CHUNK)
+        self.contended = passed_over
+        return locked
 
     def _event(self, row: sa.Row[Any]) -> EventToPublish:
         return EventToPublish(
@@ -164,14 +201,14 @@ class Relay:
         """Claims, ships and marks one batch: how many rows it settled (0: nothing to do)."""
         if self.postgres:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(self._claim())).all()
+                rows = await self.claim(conn)
                 if not rows:
                     return 0
                 shipped = await self._ship(rows)
                 await self._mark(conn, shipped)
         else:
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(self._claim())).all()
+                rows = await self.claim(conn)
             if not rows:
                 return 0
             shipped = await self._ship(rows)
@@ -235,7 +272,8 @@ class Relay:
                     continue
                 backoff = 0.5
                 if not settled:
-                    wait = idle_wait if listener is not None else self.poll_seconds
+                    quiet = listener is not None and not self.contended
+                    wait = idle_wait if quiet else self.poll_seconds
                     await _wait_any(stop, self._wake, wait)
         finally:
             if listener is not None:
