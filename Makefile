@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -67,6 +67,9 @@ bench-lanes: $(BENCH_STAMP)  ## delivery-lane ratios (about 4 minutes); fails wh
 
 bench-publish: $(BENCH_STAMP)  ## publish API events/s against Celery task publish (about a minute)
 	$(BIN)/python -m bench.publish
+
+bench-outbox: $(BENCH_STAMP)  ## outbox relay events/s against a Celery relay (under a minute)
+	$(BIN)/python -m bench.outbox
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache
