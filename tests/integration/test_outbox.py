@@ -150,3 +150,40 @@ async def test_postgres_listen_wakes_the_relay(
         await asyncio.wait_for(task, 10)
     finally:
         await engine.dispose()
+
+
+async def test_postgres_a_lost_listen_connection_is_made_again(
+    postgres_database: str, client: AsyncInterlink
+) -> None:
+    engine = engine_for(postgres_database)
+    stop = asyncio.Event()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(create_table)
+        relay = Relay(engine, client, poll_seconds=60)
+        task = asyncio.create_task(relay.run(stop))
+        await asyncio.sleep(0.5)
+        async with engine.begin() as conn:  # a database restart, as the listener sees it
+            await conn.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"),
+                {"pid": relay._listening.get_server_pid()},
+            )
+
+        async def shipped_within(rows: int, seconds: float) -> bool:
+            for _ in range(int(seconds / 0.05)):
+                if relay.totals.rows >= rows:
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+
+        async with engine.begin() as conn:
+            await publish_async(conn, "order.placed", {"n": 1})
+        # Unheard (nobody listens now): the safety poll ships it, and the relay listens again.
+        assert await shipped_within(1, 15)
+        async with engine.begin() as conn:
+            await publish_async(conn, "order.placed", {"n": 2})
+        assert await shipped_within(2, 3)  # heard: well before the next safety poll (5 s)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await engine.dispose()

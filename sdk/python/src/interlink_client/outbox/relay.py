@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import time
 from collections import Counter
@@ -121,6 +123,7 @@ class Relay:
         # The last claim passed over keys other relays held: look again soon, not at the
         # next notification (the rows behind those keys are waiting).
         self.contended = False
+        self._listening: Any = None  # asyncpg's connection that LISTENs
 
     # one batch ---------------------------------------------------------------------------------
 
@@ -228,7 +231,7 @@ class Relay:
             len(shipped.sent),
             shipped.duplicates,
             len(shipped.failed),
-            msgspec.json.encode(msgspec.structs.asdict(_TotalsOut(**vars(t)))).decode(),
+            json.dumps(dataclasses.asdict(t)),
         )
 
     async def drain(self) -> int:
@@ -248,6 +251,7 @@ class Relay:
         driver = raw.driver_connection  # asyncpg's own connection: SQLAlchemy has no LISTEN
         assert driver is not None
         await driver.add_listener(CHANNEL, lambda *_: self._wake.set())
+        self._listening = driver
         return conn
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -259,6 +263,11 @@ class Relay:
         log.info("outbox relay running (%s)", self.engine.dialect.name)
         try:
             while not stop.is_set():
+                if listener is not None and self._listening.is_closed():
+                    # Its connection was lost (a database restart): listen again.
+                    with contextlib.suppress(Exception):
+                        await listener.invalidate()
+                    listener = None
                 if self.postgres and listener is None:
                     with contextlib.suppress(sa.exc.DBAPIError, OSError):
                         listener = await self._listen()
@@ -279,13 +288,6 @@ class Relay:
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
-
-
-class _TotalsOut(msgspec.Struct):
-    rows: int
-    duplicates: int
-    failed: int
-    batches: int
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
