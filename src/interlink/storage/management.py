@@ -33,6 +33,8 @@ from interlink.domain.secret_rotation import rotate
 from interlink.storage.database import Database
 from interlink.storage.lanes import decode_state
 from interlink.storage.pagination import Page, fetch_page
+from interlink.storage.sealed_secrets import open_secrets, seal
+from interlink.storage.secrets_box import SecretBox
 from interlink.storage.tables import (
     api_keys,
     endpoint_lanes,
@@ -51,30 +53,14 @@ def _tenant(row: Any) -> Tenant:
     return Tenant(row.id, row.name, row.created_at)
 
 
-def _signing_secret(stored: Any) -> SigningSecret:
-    # Rows written before secrets could expire hold bare strings; both shapes are read.
-    if isinstance(stored, str):
-        return SigningSecret(stored)
-    return msgspec.convert(stored, SigningSecret)
-
-
-def _stored_secrets(secrets: Sequence[SigningSecret]) -> list[str | dict[str, Any]]:
-    # A secret without expiry is stored as the bare string, as before, so a process of the
-    # previous release reading the same database (a rolling upgrade) still understands it.
-    return [
-        s.value if s.expires_at is None else {"value": s.value, "expires_at": s.expires_at}
-        for s in secrets
-    ]
-
-
-def _source(row: Any) -> Source:
+def _source(box: SecretBox, row: Any) -> Source:
     return Source(
         id=row.id,
         tenant_id=row.tenant_id,
         name=row.name,
         verifier=row.verifier,
         verifier_config=dict(row.verifier_config),
-        secrets=tuple(_signing_secret(s) for s in row.secrets),
+        secrets=open_secrets(box, row.secrets),
         envelope=msgspec.convert(row.envelope, Envelope),
         max_body_bytes=row.max_body_bytes,
         tolerance_seconds=row.tolerance_seconds,
@@ -83,13 +69,13 @@ def _source(row: Any) -> Source:
     )
 
 
-def _endpoint(row: Any) -> Endpoint:
+def _endpoint(box: SecretBox, row: Any) -> Endpoint:
     return Endpoint(
         id=row.id,
         tenant_id=row.tenant_id,
         url=row.url,
         description=row.description,
-        secret=row.secret,
+        secrets=open_secrets(box, row.secret),
         status=EndpointStatus(row.status),
         disabled_reason=row.disabled_reason,
         retry=RetryPolicy(schedule=tuple(row.retry_schedule)),
@@ -119,13 +105,21 @@ def _subscription(row: Any) -> Subscription:
 
 
 class Management:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        """``box`` seals the secrets of sources and endpoints (storage/sealed_secrets.py)."""
         self.db = db
+        self.box = box
         # Bumped by every change to endpoints or subscriptions made through this process, so
         # caches of routing configuration here drop what they hold at once.
         self.routing_version = 0
         # The same for sources (their secrets), read by the ingest's source cache.
         self.sources_version = 0
+
+    def _source(self, row: Any) -> Source:
+        return _source(self.box, row)
+
+    def _endpoint(self, row: Any) -> Endpoint:
+        return _endpoint(self.box, row)
 
     # tenants and keys --------------------------------------------------------------------------
 
@@ -204,7 +198,7 @@ class Management:
         )
         values = msgspec.structs.asdict(source)
         values["envelope"] = msgspec.to_builtins(envelope)
-        values["secrets"] = _stored_secrets(source.secrets)
+        values["secrets"] = seal(self.box, source.secrets)
         async with self.db.write() as conn:
             await conn.execute(sources.insert().values(values))
         return source
@@ -216,13 +210,13 @@ class Management:
             query = query.where(sources.c.tenant_id == tenant_id)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _source(row)
+        return None if row is None else _source(self.box, row)
 
     async def list_sources(self, tenant_id: str, page: Page) -> tuple[list[Source], str | None]:
         query = sources.select().where(
             sources.c.tenant_id == tenant_id, sources.c.deleted_at.is_(None)
         )
-        return await fetch_page(self.db, query, sources.c.id, page, _source)
+        return await fetch_page(self.db, query, sources.c.id, page, self._source)
 
     async def add_source_secret(
         self,
@@ -246,10 +240,10 @@ class Management:
             row = (await conn.execute(sources.select().where(*where).with_for_update())).first()
             if row is None:
                 return None
-            source = _source(row)
+            source = _source(self.box, row)
             secrets = rotate(source.secrets, secret, now, expire_others_at)
             await conn.execute(
-                sources.update().where(*where).values(secrets=_stored_secrets(secrets))
+                sources.update().where(*where).values(secrets=seal(self.box, secrets))
             )
         self.sources_version += 1
         return msgspec.structs.replace(source, secrets=secrets)
@@ -303,7 +297,7 @@ class Management:
             tenant_id=tenant_id,
             url=url,
             description=description,
-            secret=secret,
+            secrets=(SigningSecret(secret),),
             status=status,
             disabled_reason=None,
             retry=retry,
@@ -323,7 +317,7 @@ class Management:
                     tenant_id=tenant_id,
                     url=url,
                     description=description,
-                    secret=secret,
+                    secret=seal(self.box, endpoint.secrets),
                     status=status.value,
                     retry_schedule=list(retry.schedule),
                     timeout_seconds=timeout_seconds,
@@ -348,13 +342,13 @@ class Management:
         )
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _endpoint(row)
+        return None if row is None else _endpoint(self.box, row)
 
     async def list_endpoints(self, tenant_id: str, page: Page) -> tuple[list[Endpoint], str | None]:
         query = endpoints.select().where(
             endpoints.c.tenant_id == tenant_id, endpoints.c.deleted_at.is_(None)
         )
-        return await fetch_page(self.db, query, endpoints.c.id, page, _endpoint)
+        return await fetch_page(self.db, query, endpoints.c.id, page, self._endpoint)
 
     async def update_endpoint(
         self, tenant_id: str, endpoint_id: str, changes: Mapping[str, Any]

@@ -41,6 +41,8 @@ sources = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("verifier", sa.String(40), nullable=False),
     sa.Column("verifier_config", sa.JSON, nullable=False),
+    # The ciphertext of its secrets (a JSON string; storage/sealed_secrets.py): never plaintext
+    # since migration 0014.
     sa.Column("secrets", sa.JSON, nullable=False),
     sa.Column("envelope", sa.JSON, nullable=False),
     sa.Column("max_body_bytes", sa.Integer, nullable=False),
@@ -58,7 +60,8 @@ endpoints = sa.Table(
     sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("url", sa.String(2048), nullable=False),
     sa.Column("description", sa.String(500), nullable=False),
-    sa.Column("secret", sa.String(200), nullable=False),
+    # The ciphertext of its signing secrets (storage/sealed_secrets.py), since migration 0014.
+    sa.Column("secret", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("disabled_reason", sa.String(500)),
     sa.Column("retry_schedule", sa.JSON, nullable=False),
