@@ -13,7 +13,6 @@ from interlink.api.auth import Principal, require_admin, require_tenant
 from interlink.api.context import ApiContext
 from interlink.api.params import Unprocessable, found, page
 from interlink.api.schemas import (
-    ApiKeyCreated,
     EndpointCreated,
     EndpointHealthOut,
     EndpointIn,
@@ -70,15 +69,6 @@ class TenantController(Controller):
             raise NotFoundException(f"no tenant '{tenant_id}'")
         tenant = found(await ctx.management.get_tenant(tenant_id), "tenant", tenant_id)
         return TenantOut.of(tenant)
-
-    @post("/{tenant_id:str}/keys", summary="Create another API key for a tenant (admin)")
-    async def create_key(
-        self, tenant_id: str, principal: Principal, ctx: ApiContext
-    ) -> ApiKeyCreated:
-        require_admin(principal)
-        if await ctx.management.get_tenant(tenant_id) is None:
-            raise NotFoundException(f"no tenant '{tenant_id}'")
-        return ApiKeyCreated(api_key=await ctx.management.create_api_key(tenant_id))
 
 
 class SourceController(Controller):

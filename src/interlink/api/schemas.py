@@ -83,10 +83,6 @@ class TenantCreated(msgspec.Struct):
     api_key: str
 
 
-class ApiKeyCreated(msgspec.Struct):
-    api_key: str
-
-
 # sources -----------------------------------------------------------------------------------------
 
 

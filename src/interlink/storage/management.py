@@ -6,7 +6,6 @@ resource is simply not found.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ import msgspec
 import sqlalchemy as sa
 
 from interlink.domain.circuit_breaker import BreakerPolicy
-from interlink.domain.ids import new_id, new_secret
+from interlink.domain.ids import new_id
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
@@ -30,23 +29,19 @@ from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
 from interlink.domain.secret_rotation import rotate
+from interlink.storage.api_keys import ApiKeys, insert_key
 from interlink.storage.database import Database
 from interlink.storage.lanes import decode_state
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.sealed_secrets import open_secrets, seal
 from interlink.storage.secrets_box import SecretBox
 from interlink.storage.tables import (
-    api_keys,
     endpoint_lanes,
     endpoints,
     sources,
     subscriptions,
     tenants,
 )
-
-
-def hash_key(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
 def _tenant(row: Any) -> Tenant:
@@ -109,6 +104,7 @@ class Management:
         """``box`` seals the secrets of sources and endpoints (storage/sealed_secrets.py)."""
         self.db = db
         self.box = box
+        self.keys = ApiKeys(db)
         # Bumped by every change to endpoints or subscriptions made through this process, so
         # caches of routing configuration here drop what they hold at once.
         self.routing_version = 0
@@ -128,37 +124,14 @@ class Management:
         tenant = Tenant(id=new_id("tenant"), name=name, created_at=time.time())
         async with self.db.write() as conn:
             await conn.execute(tenants.insert().values(msgspec.structs.asdict(tenant)))
-            key = await self._insert_key(conn, tenant.id)
+            _, key = await insert_key(conn, tenant.id)
         return tenant, key
 
     async def create_api_key(self, tenant_id: str) -> str:
-        async with self.db.write() as conn:
-            return await self._insert_key(conn, tenant_id)
-
-    async def _insert_key(self, conn: Any, tenant_id: str) -> str:
-        plaintext = new_secret("ik_", 32)
-        await conn.execute(
-            api_keys.insert().values(
-                id=new_id("api_key"),
-                tenant_id=tenant_id,
-                key_hash=hash_key(plaintext),
-                prefix=plaintext[:10],
-                created_at=time.time(),
-            )
-        )
-        return plaintext
+        return (await self.keys.create(tenant_id))[1]
 
     async def tenant_for_key(self, plaintext: str) -> str | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(api_keys.c.tenant_id).where(
-                        api_keys.c.key_hash == hash_key(plaintext),
-                        api_keys.c.revoked_at.is_(None),
-                    )
-                )
-            ).first()
-        return None if row is None else str(row.tenant_id)
+        return await self.keys.tenant_for_key(plaintext)
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         async with self.db.read() as conn:

@@ -31,6 +31,9 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
+    sa.Column("label", sa.String(200)),  # for people to tell keys apart
+    sa.Column("expires_at", Time),  # none: never
+    sa.Column("last_used_at", Time),  # to the minute (storage/api_keys.py)
 )
 
 sources = sa.Table(
