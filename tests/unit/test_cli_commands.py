@@ -86,6 +86,12 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
         (["tenants", "show", "ten_1"], "GET", "/api/v1/tenants/ten_1", None),
         (["tenants", "new-key", "ten_1"], "POST", "/api/v1/tenants/ten_1/keys", None),
         (
+            ["endpoints", "rotate-secret", "ep_1", "--overlap", "3600"],
+            "POST",
+            "/api/v1/endpoints/ep_1/secret/rotate",
+            {"overlap_seconds": 3600},
+        ),
+        (
             ["tenants", "new-key", "ten_1", "--label", "ci", "--expires-in", "3600"],
             "POST",
             "/api/v1/tenants/ten_1/keys",

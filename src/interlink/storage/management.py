@@ -28,7 +28,7 @@ from interlink.domain.models import (
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
-from interlink.domain.secret_rotation import rotate
+from interlink.domain.secret_rotation import MAX_ENDPOINT_SECRETS, MAX_SECRETS, rotate
 from interlink.storage.api_keys import ApiKeys, insert_key
 from interlink.storage.database import Database
 from interlink.storage.lanes import decode_state
@@ -202,24 +202,56 @@ class Management:
     ) -> Source | None:
         """Rotate: add ``secret``, drop expired ones, let the others expire at
         ``expire_others_at``; None if there is no such source, ValueError from ``rotate``."""
-        where = (
-            sources.c.id == source_id,
-            sources.c.tenant_id == tenant_id,
-            sources.c.deleted_at.is_(None),
+        rotated = await self._rotate(
+            sources.c.secrets, tenant_id, source_id, secret, now, expire_others_at, MAX_SECRETS
         )
+        self.sources_version += 1
+        return None if rotated is None else self._source(rotated)
+
+    async def rotate_endpoint_secret(
+        self, tenant_id: str, endpoint_id: str, secret: str, *, now: float, overlap: float
+    ) -> Endpoint | None:
+        """Rotate: ``secret`` signs from now on; the live ones sign beside it for ``overlap``
+        seconds more (at most: an earlier expiry is kept). None if there is no such endpoint."""
+        rotated = await self._rotate(
+            endpoints.c.secret,
+            tenant_id,
+            endpoint_id,
+            secret,
+            now,
+            now + overlap,
+            MAX_ENDPOINT_SECRETS,
+            updated_at=now,
+        )
+        self.routing_version += 1
+        return None if rotated is None else self._endpoint(rotated)
+
+    async def _rotate(
+        self,
+        column: sa.Column[Any],
+        tenant_id: str,
+        row_id: str,
+        secret: str,
+        now: float,
+        expire_others_at: float | None,
+        limit: int,
+        **also: Any,
+    ) -> Any:
+        """The row after ``domain.secret_rotation.rotate`` of the secrets sealed in ``column``;
+        None if there is no such live row of the tenant."""
+        table = column.table
+        where = (table.c.id == row_id, table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None))
         async with self.db.write() as conn:
             # FOR UPDATE (ignored by SQLite, whose writers queue anyway): two rotations at once
             # must not each add to the same old list and lose one of the new secrets.
-            row = (await conn.execute(sources.select().where(*where).with_for_update())).first()
+            row = (await conn.execute(table.select().where(*where).with_for_update())).first()
             if row is None:
                 return None
-            source = _source(self.box, row)
-            secrets = rotate(source.secrets, secret, now, expire_others_at)
-            await conn.execute(
-                sources.update().where(*where).values(secrets=seal(self.box, secrets))
-            )
-        self.sources_version += 1
-        return msgspec.structs.replace(source, secrets=secrets)
+            held = open_secrets(self.box, getattr(row, column.name))
+            secrets = rotate(held, secret, now, expire_others_at, limit)
+            values = {column.name: seal(self.box, secrets), **also}
+            await conn.execute(table.update().where(*where).values(values))
+            return (await conn.execute(table.select().where(*where))).one()
 
     async def set_source_kit(
         self, tenant_id: str, source_id: str, kit: str | None
