@@ -30,7 +30,7 @@ from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
-from interlink.delivery.signing import signature_headers
+from interlink.delivery.signing import Signer
 from interlink.domain.streams import token_key
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
@@ -67,7 +67,8 @@ from interlink.storage.ports import (
 from interlink.storage.private_files import create_private_file, private_dir
 from interlink.storage.quarantine import Quarantine
 from interlink.storage.reconciliation import Reconciliations, Run
-from interlink.storage.secrets_box import SecretBox, secrets_keys
+from interlink.storage.sealed_secrets import open_secrets
+from interlink.storage.secrets_box import SecretBox, database_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
@@ -152,7 +153,11 @@ class Interlink:
         self.clock = clock
         self.roles = roles
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        self.management = Management(self.db)
+        # Refuses PostgreSQL without a configured key (SecretsKeyRequired): there is no
+        # default one several processes could share.
+        self.secrets_keys = database_keys(settings.secrets_key, sqlite=self.db.is_sqlite)
+        self.box = SecretBox(self.secrets_keys)
+        self.management = Management(self.db, self.box)
         self.events = EventLog(self.db)
         self.deliveries = Deliveries(self.db)
         self._sqlite = sqlite_path(self.db.url)
@@ -194,7 +199,7 @@ class Interlink:
         self.dispatcher = Dispatcher(
             self.queue,
             self.sender,
-            signature_headers,
+            Signer(lambda stored: open_secrets(self.box, stored)),
             concurrency=settings.delivery_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
             poll_interval=settings.poll_interval_seconds,
@@ -207,7 +212,7 @@ class Interlink:
         # OAuth connections to partner APIs: tokens refreshed in the background before expiry.
         self.partner_session = PartnerSession(self.outbound)
         self.tokens = TokenManager(
-            Connections(self.db, SecretBox(secrets_keys(settings.secrets_key))),
+            Connections(self.db, self.box),
             TokenEndpoint(self.partner_session),
             RefreshPolicy(refresh_fraction=settings.oauth_refresh_fraction),
             poll_interval=settings.poll_interval_seconds,
@@ -344,7 +349,9 @@ class Interlink:
                     " (interlink up)"
                 )
             self._lock = _lock_sqlite(self._sqlite)
-        await asyncio.to_thread(migrate.upgrade, self.settings.migration_url)
+        await asyncio.to_thread(
+            migrate.upgrade, self.settings.migration_url, secrets_keys=self.secrets_keys
+        )
         if not self.db.is_sqlite:
             async with self.db.read() as conn:
                 await rls.verify(conn)  # refuses a role or schema that would mix tenants

@@ -85,6 +85,30 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
         (["deliveries", "show", "dlv_1"], "GET", "/api/v1/deliveries/dlv_1", None),
         (["tenants", "show", "ten_1"], "GET", "/api/v1/tenants/ten_1", None),
         (["tenants", "new-key", "ten_1"], "POST", "/api/v1/tenants/ten_1/keys", None),
+        (
+            ["endpoints", "rotate-secret", "ep_1", "--overlap", "3600"],
+            "POST",
+            "/api/v1/endpoints/ep_1/secret/rotate",
+            {"overlap_seconds": 3600},
+        ),
+        (
+            ["tenants", "new-key", "ten_1", "--label", "ci", "--expires-in", "3600"],
+            "POST",
+            "/api/v1/tenants/ten_1/keys",
+            {"label": "ci", "expires_in_seconds": 3600},
+        ),
+        (
+            ["tenants", "label-key", "ten_1", "key_1", "deploy bot"],
+            "PATCH",
+            "/api/v1/tenants/ten_1/keys/key_1",
+            {"label": "deploy bot"},
+        ),
+        (
+            ["tenants", "revoke-key", "ten_1", "key_1", "--as-tenant"],
+            "DELETE",
+            "/api/v1/tenants/ten_1/keys/key_1",
+            None,
+        ),
     ],
 )
 def test_a_command_makes_its_request(

@@ -27,6 +27,7 @@ from interlink.api.configuration import (
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
+from interlink.api.keys import ApiKeyController
 from interlink.api.openapi import truthful
 from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
@@ -186,6 +187,7 @@ def create_api(ctx: ApiContext) -> Litestar:
         guards=[authenticated, known_query],
         route_handlers=[
             TenantController,
+            ApiKeyController,
             SourceController,
             EndpointController,
             SubscriptionController,

@@ -28,6 +28,15 @@ RateLimitOpt = Annotated[
 ]
 
 
+SigningOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="v1 (HMAC with a shared whsec_ secret, the default) or v1a (Ed25519).",
+        metavar="SCHEME",
+    ),
+]
+
+
 def _rate_limit(text: str) -> dict[str, Any]:
     rate, _, per = text.partition("/")
     try:
@@ -59,10 +68,14 @@ def create(
     ] = False,
     concurrency: ConcurrencyOpt = None,
     rate_limit: RateLimitOpt = None,
+    signing: SigningOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Create an endpoint; prints its signing secret (shown this once)."""
+    """Create an endpoint; prints its signing secret (shown this once), or for v1a its public
+    key (the private key is never shown)."""
     body: dict[str, Any] = {"url": url, "description": description or ""}
+    if signing:
+        body["signing"] = signing
     if retry_schedule:
         body["retry_schedule"] = _retry(retry_schedule)
     if ordered:
@@ -82,6 +95,30 @@ def _print_warnings(warnings: list[str]) -> None:
     """The API's warnings, on stderr, so the JSON on stdout stays parseable."""
     for warning in warnings:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@app.command("rotate-secret")
+def rotate_secret(
+    endpoint_id: EndpointId,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds the current secret keeps signing beside the new one "
+            "(default 86400, at most 604800; 0 retires it now).",
+            metavar="SECONDS",
+        ),
+    ] = None,
+    signing: SigningOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Rotate the signing secret; prints the new one once (v1a: its public key). During the
+    overlap every delivery carries both signatures, so receivers can switch at their pace."""
+    body: dict[str, Any] = {}
+    if overlap is not None:
+        body["overlap_seconds"] = overlap
+    if signing:
+        body["signing"] = signing
+    emit(api(config, "POST", f"/api/v1/endpoints/{q(endpoint_id)}/secret/rotate", json=body))
 
 
 @app.command("list")

@@ -35,8 +35,9 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SigningSecret(msgspec.Struct, frozen=True):
-    """One of a source's secrets (or, for Ed25519, public keys); from ``expires_at`` (epoch
-    seconds) on it verifies nothing, which is how a rotated-out secret is retired."""
+    """One of a source's secrets (or, for Ed25519, public keys), or of an endpoint's signing
+    secrets; from ``expires_at`` (epoch seconds) on it verifies (or signs) nothing, which is how
+    a rotated-out secret is retired."""
 
     value: str
     expires_at: float | None = None
@@ -71,7 +72,10 @@ class Endpoint(msgspec.Struct, frozen=True):
     tenant_id: str
     url: str
     description: str
-    secret: str
+    # What signs its deliveries: ``whsec_`` secrets (v1) or ``whsk_`` Ed25519 keys (v1a); the
+    # newest last. A rotated-out one has an expiry: every live one signs, so a receiver still
+    # holding it verifies until then (domain/signing_keys.py).
+    secrets: tuple[SigningSecret, ...]
     status: EndpointStatus
     disabled_reason: str | None
     retry: RetryPolicy
