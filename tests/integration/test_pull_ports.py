@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.integration.test_storage_ports import Stores, endpoint, routed, stores  # noqa: F401
+from tests.integration import test_storage_ports
+from tests.integration.test_storage_ports import Stores, endpoint, routed
 
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.delivery import DeliveryStatus
@@ -18,6 +19,7 @@ from interlink.domain.retry import RetryPolicy
 from interlink.storage.ports import Claimed, Settled
 
 PULL = EndpointKind.PULL
+stores = test_storage_ports.stores  # the fixture: every adapter
 
 
 def answered(c: Claimed, answer: Answer, now: float) -> Settled:
