@@ -30,6 +30,7 @@ from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.delivery.pull import Consumers, PullWaiters
 from interlink.delivery.signing import signature_headers
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
@@ -218,12 +219,16 @@ class Interlink:
             # Thin notifications: what they point at, fetched with the tenant's connection.
             fetcher=Fetcher(self.partner_session, self.tokens, base_urls=settings.partner_api_urls),
         )
+        # Pull endpoints' long polls, woken by routing here and by one poller for the rest.
+        self.pull_waiters = PullWaiters(self.queue.claimable, settings.poll_interval_seconds)
+        self.consumers = Consumers(self.queue, self.deliveries, self.management, self.pull_waiters)
         self.router = Router(
             self.log_writer,
             self.management,
             self.queue,
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
+            on_deliveries=self.pull_waiters.notify,
             normalize=self.normalization,
         )
         # Reconciliation: each source's partner state pulled on its interval and diffed.
@@ -266,11 +271,20 @@ class Interlink:
                 normalization=self.normalization,
                 publish=self.commit.submit_all,
                 reconciliation=self.reconciliation,
+                consumers=self.consumers,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._lock: IO[str] | None = None
         self._tracing = False
+
+    def _deliveries_created(self) -> None:
+        self.dispatcher.wake()
+        self.pull_waiters.poke()
+
+    def stopping(self) -> None:
+        """Shutdown begins: long polls answer now, so they hold no connection past it."""
+        self.pull_waiters.close()
 
     def _settled(self, s: Settled) -> None:
         # Runs after the attempt's settlement is durable: what is counted is what is recorded.
@@ -350,19 +364,22 @@ class Interlink:
                 self._tasks.append(
                     asyncio.create_task(self.reconciliation.run(), name="reconciliation")
                 )
+            if Role.API in self.roles:
+                self._tasks.append(asyncio.create_task(self.pull_waiters.run(), name="pull-poller"))
             if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
-            if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER}:
+            if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER, Role.API}:
                 # Other processes' appends and routing wake this one's roles (a hint; they poll).
                 wakeups = Wakeups(
                     self.db.url,
-                    {LOG_CHANNEL: self.router.wake, DELIVERIES_CHANNEL: self.dispatcher.wake},
+                    {LOG_CHANNEL: self.router.wake, DELIVERIES_CHANNEL: self._deliveries_created},
                 )
                 self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
 
     async def stop(self) -> None:
         # Each stage is bounded: a task that does not end when cancelled (a database call cut
         # off mid-way, say) must cost seconds at shutdown and say which it was, never hang.
+        self.pull_waiters.close()
         await _bounded("group commit", self.commit.stop())
         for task in self._tasks:
             task.cancel()
@@ -420,7 +437,13 @@ async def serve(
     system = Interlink(settings, on_settled=on_settled, roles=roles)
     await system.start()
     limits = ConnectionLimits.of(settings)
-    server = Server(system, settings.host, settings.port, limits, on_stopping)
+
+    def stopping() -> None:
+        system.stopping()
+        if on_stopping is not None:
+            on_stopping()
+
+    server = Server(system, settings.host, settings.port, limits, stopping)
 
     async def after_bind() -> None:
         while not server.started:
@@ -434,8 +457,7 @@ async def serve(
                 log.exception("interlink.on_started_failed")
         if stop is not None:
             await stop.wait()
-            if on_stopping is not None:
-                on_stopping()
+            stopping()
             server.should_exit = True
 
     helper = asyncio.create_task(after_bind(), name="serve-hooks")
