@@ -196,3 +196,26 @@ async def test_three_consumers_one_killed_every_2s_handle_every_event_in_key_ord
     assert kills >= MIN_KILLS
     dead = await api.deliveries(tenant, status="dead")
     assert dead == []
+
+
+async def test_a_long_poll_answers_at_shutdown_instead_of_holding_it_up(
+    api: Api, interlink: InterlinkProcess
+) -> None:
+    tenant = await api.tenant("waiter")
+    body = await api.ok(
+        "POST", "/api/v1/endpoints", key=tenant.key, json={"kind": "pull"}, expect=201
+    )
+    path = f"/api/v1/endpoints/{body['endpoint']['id']}/claims"
+    polls = [
+        asyncio.create_task(api.request("POST", path, key=tenant.key, json={"wait_seconds": 30}))
+        for _ in range(5)
+    ]
+    await asyncio.sleep(1.0)
+    assert not any(p.done() for p in polls)
+    stopping = time.monotonic()
+    code = await asyncio.to_thread(interlink.stop)  # SIGTERM
+    took = time.monotonic() - stopping
+    replies = await asyncio.wait_for(asyncio.gather(*polls), 5)
+    print(f"SIGTERM with 5 long polls waiting: exited {code} in {took:.2f} s")
+    assert code == 0 and took < 5  # the shutdown deadline is 10 s; a poll could wait 30
+    assert [(r.status, r.body["data"]) for r in replies] == [(200, [])] * 5
