@@ -1,9 +1,10 @@
 """Nothing in a hot path scans a table (PostgreSQL): every statement the storage code sends for
 the router's read after its cursor, ingest's dedupe and append, the dispatcher's claim and
 settle, a pull consumer's claim, probe and ack, an event by id, the retry of failed fetches,
-and each of the API's list filters is recorded as it runs on tables of tens of thousands of rows (ANALYZEd), then EXPLAINed with its
-own parameters; no plan may hold a sequential scan of events, deliveries, attempts (or a
-partition of them), idempotency keys or the quarantine that has rows.
+and each of the API's list filters is recorded as it runs on tables of tens of thousands of
+rows (ANALYZEd), then EXPLAINed with its own parameters; no plan may hold a sequential scan
+of events, deliveries, attempts (or a partition of them), idempotency keys or the quarantine
+that has rows.
 
 Skipped without INTERLINK_TEST_POSTGRES_URL, a failure in CI.
 """
