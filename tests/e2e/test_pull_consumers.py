@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.readme import readme_block, venv_here
 
 from .conftest import Api, InterlinkProcess, wait_for
 
@@ -219,3 +221,32 @@ async def test_a_long_poll_answers_at_shutdown_instead_of_holding_it_up(
     print(f"SIGTERM with 5 long polls waiting: exited {code} in {took:.2f} s")
     assert code == 0 and took < 5  # the shutdown deadline is 10 s; a poll could wait 30
     assert [(r.status, r.body["data"]) for r in replies] == [(200, [])] * 5
+
+
+async def test_the_readme_pull_block_runs_as_written(
+    api: Api, interlink: InterlinkProcess, tmp_path: Path
+) -> None:
+    venv_here(tmp_path, sys.executable)  # the README calls .venv/bin/interlink
+    tenant = await api.tenant("readme")
+    script = "\n".join(["set -euo pipefail", *readme_block("pull")])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLINK_")}
+    env |= {"INTERLINK_API_KEY": tenant.key, "INTERLINK_API_URL": interlink.base_url}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", script.replace("http://127.0.0.1:8400", interlink.base_url)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    decoder, text, answers = json.JSONDecoder(), done.stdout.strip(), []
+    while text:
+        value, end = decoder.raw_decode(text)
+        answers.append(value)
+        text = text[end:].strip()
+    claims, acked = answers
+    (claimed,) = claims["data"]
+    assert claimed["type"] == "booking.confirmed" and claimed["key"] == "b-9"
+    assert acked["status"] == "succeeded" and acked["id"] == claimed["delivery_id"]
