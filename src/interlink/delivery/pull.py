@@ -53,6 +53,16 @@ class PullWaiters:
                 if not future.done():
                     future.set_result(None)
 
+    def notify_one(self, endpoint_id: str) -> None:
+        """One delivery's worth may be claimable (an ack freed a key's next event, a nack's
+        retry is due): one waiter claims again, not all of them — each claim is a query, and
+        all but one would come back empty."""
+        waiters = self._waiting.get(endpoint_id, set())
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+                return
+
     def poke(self) -> None:
         """Look at the database now rather than at the next interval (a NOTIFY from another
         process)."""
@@ -169,8 +179,8 @@ class Consumers:
         if not await self._queue.settle_held(settled, now):
             raise LeaseLost(_lost(delivery_id, "in_flight"))
         # An ack frees a lane slot and may make the next of an ordered key its head; a nack's
-        # retry may be due at once: this process's waiters look again.
-        self.waiters.notify([held.claimed.endpoint_id])
+        # retry may be due at once: a waiter of this process looks again.
+        self.waiters.notify_one(held.claimed.endpoint_id)
         return True
 
 
