@@ -30,6 +30,7 @@ from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.delivery.pull import Consumers, PullWaiters
 from interlink.delivery.signing import Signer
 from interlink.domain.streams import token_key
 from interlink.domain.token_refresh import RefreshPolicy
@@ -227,12 +228,16 @@ class Interlink:
             # Thin notifications: what they point at, fetched with the tenant's connection.
             fetcher=Fetcher(self.partner_session, self.tokens, base_urls=settings.partner_api_urls),
         )
+        # Pull endpoints' long polls, woken by routing here and by one poller for the rest.
+        self.pull_waiters = PullWaiters(self.queue.claimable, settings.poll_interval_seconds)
+        self.consumers = Consumers(self.queue, self.deliveries, self.management, self.pull_waiters)
         self.router = Router(
             self.log_writer,
             self.management,
             self.queue,
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
+            on_deliveries=self.pull_waiters.notify,
             normalize=self.normalization,
         )
         # Reconciliation: each source's partner state pulled on its interval and diffed.
@@ -288,6 +293,7 @@ class Interlink:
                     token_key(admin_key(settings)),
                     settings.stream_heartbeat_seconds,
                 ),
+                consumers=self.consumers,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -297,6 +303,10 @@ class Interlink:
     def _appended(self) -> None:
         self.router.wake()
         self.stream_hub.wake()
+
+    def _deliveries_created(self) -> None:
+        self.dispatcher.wake()
+        self.pull_waiters.poke()
 
     def _settled(self, s: Settled) -> None:
         # Runs after the attempt's settlement is durable: what is counted is what is recorded.
@@ -384,6 +394,8 @@ class Interlink:
                 self._tasks.append(
                     asyncio.create_task(self.reconciliation.run(), name="reconciliation")
                 )
+            if Role.API in self.roles:
+                self._tasks.append(asyncio.create_task(self.pull_waiters.run(), name="pull-poller"))
             if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if Role.API in self.roles:
@@ -392,19 +404,21 @@ class Interlink:
                 # Other processes' appends and routing wake this one's roles (a hint; they poll).
                 wakeups = Wakeups(
                     self.db.url,
-                    {LOG_CHANNEL: self._appended, DELIVERIES_CHANNEL: self.dispatcher.wake},
+                    {LOG_CHANNEL: self._appended, DELIVERIES_CHANNEL: self._deliveries_created},
                 )
                 self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
 
     def stopping(self) -> None:
-        """Shutdown has begun: open streams end now (each client told where to resume), so
-        the server's graceful shutdown does not wait for them."""
+        """Shutdown has begun: open streams end now (each client told where to resume) and long
+        polls answer now, so the server's graceful shutdown waits for neither."""
         self.stream_hub.close()
+        self.pull_waiters.close()
 
     async def stop(self) -> None:
         self.stream_hub.close()
         # Each stage is bounded: a task that does not end when cancelled (a database call cut
         # off mid-way, say) must cost seconds at shutdown and say which it was, never hang.
+        self.pull_waiters.close()
         await _bounded("group commit", self.commit.stop())
         for task in self._tasks:
             task.cancel()

@@ -32,6 +32,7 @@ from interlink.api.openapi import truthful
 from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.publish import PublishController
+from interlink.api.pull import ConsumerController
 from interlink.api.reconciliation import ReconciliationController
 from interlink.api.request import JsonRequest
 from interlink.api.stream_demo import stream_demo
@@ -193,6 +194,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             SubscriptionController,
             EventController,
             PublishController,
+            ConsumerController,
             EventTimelineController,
             DeliveryController,
             JobController,

@@ -35,7 +35,7 @@ from interlink.api.schemas import (
     scheme_of,
 )
 from interlink.delivery.outbound_guard import BlockedDestination, check_url, destination_warning
-from interlink.domain.models import EndpointStatus, Envelope
+from interlink.domain.models import EndpointKind, EndpointStatus, Envelope
 from interlink.domain.patterns import InvalidPattern, validate_pattern
 from interlink.domain.retry import RetryPolicy
 from interlink.ingress.verifiers import (
@@ -214,16 +214,30 @@ class EndpointController(Controller):
     path = "/api/v1/endpoints"
     tags = ["endpoints"]
 
-    @post("/", summary="Create an endpoint: a URL that receives signed webhooks")
+    @post(
+        "/",
+        summary="Create an endpoint: a URL that receives signed webhooks (push), or deliveries"
+        " that consumers claim (pull)",
+    )
     async def create(
         self, data: EndpointIn, principal: Principal, ctx: ApiContext
     ) -> EndpointCreated:
         tenant_id = require_tenant(principal)
-        warnings = await _check_endpoint_url(data.url, ctx)
+        warnings: list[str] = []
+        if data.kind is EndpointKind.PULL:
+            if data.url is not None:
+                raise Unprocessable(
+                    "url: a pull endpoint has none (consumers claim its deliveries)"
+                )
+        elif data.url is None:
+            raise Unprocessable("url: a push endpoint needs one (or create it with kind 'pull')")
+        else:
+            warnings = await _check_endpoint_url(data.url, ctx)
         secret, public_key = _signing_secret(data.signing, data.secret)
         endpoint = await ctx.management.create_endpoint(
             tenant_id,
-            url=data.url,
+            kind=data.kind,
+            url=data.url or "",
             description=data.description,
             secret=secret,
             retry=RetryPolicy(schedule=tuple(data.retry_schedule))
@@ -277,6 +291,11 @@ class EndpointController(Controller):
                 changes[name] = None  # null removes it
         warnings: list[str] = []
         if "url" in changes:
+            current = await ctx.management.get_endpoint(tenant_id, endpoint_id)
+            if current is not None and current.kind is EndpointKind.PULL:
+                raise Unprocessable(
+                    "url: a pull endpoint has none (consumers claim its deliveries)"
+                )
             warnings = await _check_endpoint_url(changes["url"], ctx)
         if "retry_schedule" in changes:
             changes["retry"] = RetryPolicy(schedule=tuple(changes.pop("retry_schedule")))

@@ -15,6 +15,7 @@ from interlink.domain.jobs import MAX_EVENT_IDS, Job, ReplayFilter, eta_seconds
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
+    EndpointKind,
     EndpointStatus,
     Envelope,
     Source,
@@ -173,7 +174,9 @@ class SigningScheme(enum.StrEnum):
 
 
 class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
-    url: Url
+    # push: deliveries are POSTed to url (required); pull: consumers claim them (no url)
+    kind: EndpointKind = EndpointKind.PUSH
+    url: Url | None = None
     description: Annotated[str, msgspec.Meta(max_length=500)] = ""
     secret: str | None = None  # v1 only; generated when absent
     signing: SigningScheme = SigningScheme.V1
@@ -207,7 +210,8 @@ class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class EndpointOut(msgspec.Struct):
     id: str
-    url: str
+    kind: str  # push or pull
+    url: str | None  # none for a pull endpoint
     description: str
     status: str
     disabled_reason: str | None
@@ -240,7 +244,8 @@ class EndpointOut(msgspec.Struct):
     def of(cls, e: Endpoint, warnings: list[str] | None = None) -> EndpointOut:
         return cls(
             id=e.id,
-            url=e.url,
+            kind=e.kind.value,
+            url=e.url or None,
             description=e.description,
             status=e.status.value,
             disabled_reason=e.disabled_reason,

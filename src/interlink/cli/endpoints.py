@@ -8,9 +8,13 @@ import typer
 
 from interlink.cli._api import ConfigOpt, OutputOpt, api, emit, fail, q
 
-app = typer.Typer(no_args_is_help=True, help="Destinations that receive webhooks.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Destinations of events: URLs that receive webhooks (push), or queues that consumers"
+    " claim from (pull).",
+)
 
-COLUMNS = ("id", "url", "status", "ordering", "concurrency", "description")
+COLUMNS = ("id", "kind", "url", "status", "ordering", "concurrency", "description")
 EndpointId = Annotated[str, typer.Argument(help="The endpoint's id (ep_…).", metavar="ENDPOINT_ID")]
 DescriptionOpt = Annotated[
     str | None, typer.Option(help="A note for people to read.", metavar="TEXT")
@@ -54,7 +58,18 @@ def _retry(text: str) -> list[float]:
 
 @app.command("create")
 def create(
-    url: Annotated[str, typer.Argument(help="Where webhooks are POSTed (https://…).")],
+    url: Annotated[
+        str | None,
+        typer.Argument(help="Where webhooks are POSTed (https://…); none with --pull."),
+    ] = None,
+    pull: Annotated[
+        bool,
+        typer.Option(
+            "--pull",
+            help="A pull endpoint: no URL; consumers claim its deliveries"
+            " (POST /api/v1/endpoints/{id}/claims) and ack or nack each.",
+        ),
+    ] = False,
     description: DescriptionOpt = None,
     retry_schedule: RetryOpt = None,
     ordered: Annotated[
@@ -73,7 +88,10 @@ def create(
 ) -> None:
     """Create an endpoint; prints its signing secret (shown this once), or for v1a its public
     key (the private key is never shown)."""
-    body: dict[str, Any] = {"url": url, "description": description or ""}
+    if pull == (url is not None):
+        raise fail("give a URL (a push endpoint) or --pull, not both nor neither", 2)
+    body: dict[str, Any] = {"description": description or ""}
+    body.update({"kind": "pull"} if pull else {"url": url})
     if signing:
         body["signing"] = signing
     if retry_schedule:

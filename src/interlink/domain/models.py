@@ -67,6 +67,11 @@ class EndpointStatus(enum.StrEnum):
     DISABLED = "disabled"
 
 
+class EndpointKind(enum.StrEnum):
+    PUSH = "push"  # the dispatcher POSTs each delivery to the endpoint's URL
+    PULL = "pull"  # no URL: consumers claim deliveries through the API (domain/pull.py)
+
+
 class Endpoint(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
@@ -87,6 +92,7 @@ class Endpoint(msgspec.Struct, frozen=True):
     rate_limit: RateLimit | None = None
     disable_after_seconds: float | None = None  # none: HealthPolicy's default
     breaker: BreakerPolicy | None = None  # none: BreakerPolicy's defaults
+    kind: EndpointKind = EndpointKind.PUSH
 
 
 def lane_policy(

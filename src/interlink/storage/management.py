@@ -18,6 +18,7 @@ from interlink.domain.ids import new_id
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
+    EndpointKind,
     EndpointStatus,
     Envelope,
     SigningSecret,
@@ -83,6 +84,7 @@ def _endpoint(box: SecretBox, row: Any) -> Endpoint:
         rate_limit=None if row.rate_limit is None else msgspec.convert(row.rate_limit, RateLimit),
         disable_after_seconds=row.disable_after_seconds,
         breaker=None if row.breaker is None else msgspec.convert(row.breaker, BreakerPolicy),
+        kind=EndpointKind(row.kind),
     )
 
 
@@ -296,6 +298,7 @@ class Management:
         rate_limit: RateLimit | None = None,
         disable_after_seconds: float | None = None,
         breaker: BreakerPolicy | None = None,
+        kind: EndpointKind = EndpointKind.PUSH,
     ) -> Endpoint:
         now = time.time()
         endpoint = Endpoint(
@@ -315,6 +318,7 @@ class Management:
             rate_limit=rate_limit,
             disable_after_seconds=disable_after_seconds,
             breaker=breaker,
+            kind=kind,
         )
         async with self.db.write() as conn:
             await conn.execute(
@@ -333,6 +337,7 @@ class Management:
                     rate_limit=_json(rate_limit),
                     disable_after_seconds=disable_after_seconds,
                     breaker=_json(breaker),
+                    kind=kind.value,
                     created_at=now,
                     updated_at=now,
                 )

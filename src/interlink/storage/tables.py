@@ -76,6 +76,8 @@ endpoints = sa.Table(
     # domain.circuit_breaker.BreakerPolicy, or NULL for its defaults
     sa.Column("breaker", sa.JSON(none_as_null=True)),
     sa.Column("disable_after_seconds", sa.Float),  # none: the default of domain.endpoint_health
+    # push: the dispatcher sends to url; pull: consumers claim (url '', domain.models.EndpointKind)
+    sa.Column("kind", sa.String(8), nullable=False, server_default="push"),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("deleted_at", Time),
