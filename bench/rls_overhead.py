@@ -38,6 +38,7 @@ from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
 from interlink.storage.management import Management
 from interlink.storage.ports import NewDelivery, Settled
+from interlink.storage.secrets_box import SecretBox
 from interlink.storage.tenancy import system_scope, tenant_scope
 
 APP_ROLE = "interlink_app"
@@ -62,7 +63,11 @@ async def _fresh_database(server: str) -> AsyncIterator[str]:
 
 
 async def _route(db: Database, n: int) -> tuple[Deliveries, str, list[str]]:
-    management, log, deliveries = Management(db), EventLog(db), Deliveries(db)
+    management, log, deliveries = (
+        Management(db, SecretBox([SecretBox.new_key()])),
+        EventLog(db),
+        Deliveries(db),
+    )
     tenant, _ = await management.create_tenant("bench")
     endpoint = await management.create_endpoint(
         tenant.id,

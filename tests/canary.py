@@ -48,6 +48,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import structlog
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from interlink.observability.logging import configure as configure_logging
 from interlink.storage.database import Database
@@ -237,6 +238,7 @@ class Sweep:
         self.captures: list[Capture] = []
         self.totals: Counter[str] = Counter()
         self._read: set[Path] = set()
+        self._keys: list[str] = []  # secrets keys: what opens the ciphertexts held
 
     # secrets ----------------------------------------------------------------------------------
 
@@ -248,6 +250,34 @@ class Sweep:
             and value not in self.secrets
         ):
             self.secrets[value] = Secret(value, kind)
+
+    def secrets_key(self, value: str, kind: str = "secrets key") -> None:
+        """A key that encrypts secrets at rest: a secret itself, and what opens the secrets the
+        databases hold (sealed since migration 0014), so they are looked for too."""
+        self.secret(value, kind)
+        with contextlib.suppress(ValueError):
+            Fernet(value.encode())
+            if value not in self._keys:
+                self._keys.append(value)
+
+    def held(self, stored: object) -> list[str]:
+        """The secrets in a stored ``sources.secrets`` or ``endpoints.secret``: a ciphertext
+        (opened with the keys known), or plaintext from before (a JSON list, a bare string)."""
+        value = stored
+        if isinstance(value, str) and value.startswith(("[", '"')):
+            value = _json(value.encode())
+        if isinstance(value, str) and value.startswith("gAAAAA"):
+            value = self._open(value)
+        items = value if isinstance(value, list) else [value]
+        return [i.get("value") if isinstance(i, dict) else i for i in items if i]
+
+    def _open(self, ciphertext: str) -> object:
+        if not self._keys:
+            return None
+        with contextlib.suppress(InvalidToken):
+            box = MultiFernet([Fernet(k.encode()) for k in self._keys])
+            return _json(box.decrypt(ciphertext.encode()))
+        return None
 
     def plant(self, kind: str, prefix: str = "canary") -> str:
         """A fresh canary, registered: a value no redaction pattern knows."""
@@ -328,7 +358,9 @@ class Sweep:
         """What Interlink left in a test's directory: key files (``.interlink/admin.key``, the
         demo's tenant key), log files and SQLite databases."""
         for key_file in sorted(path.rglob("*.key")):
-            self.secret(key_file.read_text(errors="replace").strip(), f"key in {key_file.name}")
+            self.secrets_key(
+                key_file.read_text(errors="replace").strip(), f"key in {key_file.name}"
+            )
         for log_file in sorted(path.rglob("*.log")):
             self.read_log_file(log_file)
         for database in sorted(path.rglob("*.db")):
@@ -348,10 +380,8 @@ class Sweep:
     def _read_rows(self, fetch: Any) -> None:
         for kind, sql in _HELD:
             for (value,) in fetch(sql):
-                # sources.secrets is a JSON list (text on SQLite) of secrets, bare or with
-                # their expiry ({"value": …, "expires_at": …}); endpoints.secret a string.
-                for secret in _json_list(value) if kind.startswith("source") else [value]:
-                    self.secret(secret.get("value") if isinstance(secret, dict) else secret, kind)
+                for secret in self.held(value):
+                    self.secret(secret, kind)
         for what, sql in _RECORDS:
             for row_id, *fields in fetch(sql):
                 text = "\n".join(f if isinstance(f, str) else json.dumps(f) for f in fields if f)
@@ -381,11 +411,6 @@ def _json(body: bytes) -> Any:
         return json.loads(body) if body else None
     except (ValueError, RecursionError):  # not JSON, or hostile JSON (nested thousands deep)
         return None
-
-
-def _json_list(value: object) -> list[Any]:
-    parsed = _json(value.encode()) if isinstance(value, str) else value
-    return parsed if isinstance(parsed, list) else []
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):

@@ -30,7 +30,8 @@ from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
-from interlink.delivery.signing import signature_headers
+from interlink.delivery.pull import Consumers, PullWaiters
+from interlink.delivery.signing import Signer
 from interlink.domain.streams import token_key
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
@@ -67,7 +68,8 @@ from interlink.storage.ports import (
 from interlink.storage.private_files import create_private_file, private_dir
 from interlink.storage.quarantine import Quarantine
 from interlink.storage.reconciliation import Reconciliations, Run
-from interlink.storage.secrets_box import SecretBox, secrets_keys
+from interlink.storage.sealed_secrets import open_secrets
+from interlink.storage.secrets_box import SecretBox, database_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
@@ -152,7 +154,11 @@ class Interlink:
         self.clock = clock
         self.roles = roles
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        self.management = Management(self.db)
+        # Refuses PostgreSQL without a configured key (SecretsKeyRequired): there is no
+        # default one several processes could share.
+        self.secrets_keys = database_keys(settings.secrets_key, sqlite=self.db.is_sqlite)
+        self.box = SecretBox(self.secrets_keys)
+        self.management = Management(self.db, self.box)
         self.events = EventLog(self.db)
         self.deliveries = Deliveries(self.db)
         self._sqlite = sqlite_path(self.db.url)
@@ -194,7 +200,7 @@ class Interlink:
         self.dispatcher = Dispatcher(
             self.queue,
             self.sender,
-            signature_headers,
+            Signer(lambda stored: open_secrets(self.box, stored)),
             concurrency=settings.delivery_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
             poll_interval=settings.poll_interval_seconds,
@@ -207,7 +213,7 @@ class Interlink:
         # OAuth connections to partner APIs: tokens refreshed in the background before expiry.
         self.partner_session = PartnerSession(self.outbound)
         self.tokens = TokenManager(
-            Connections(self.db, SecretBox(secrets_keys(settings.secrets_key))),
+            Connections(self.db, self.box),
             TokenEndpoint(self.partner_session),
             RefreshPolicy(refresh_fraction=settings.oauth_refresh_fraction),
             poll_interval=settings.poll_interval_seconds,
@@ -222,12 +228,16 @@ class Interlink:
             # Thin notifications: what they point at, fetched with the tenant's connection.
             fetcher=Fetcher(self.partner_session, self.tokens, base_urls=settings.partner_api_urls),
         )
+        # Pull endpoints' long polls, woken by routing here and by one poller for the rest.
+        self.pull_waiters = PullWaiters(self.queue.claimable, settings.poll_interval_seconds)
+        self.consumers = Consumers(self.queue, self.deliveries, self.management, self.pull_waiters)
         self.router = Router(
             self.log_writer,
             self.management,
             self.queue,
             poll_interval=settings.poll_interval_seconds,
             on_routed=self.dispatcher.wake,
+            on_deliveries=self.pull_waiters.notify,
             normalize=self.normalization,
         )
         # Reconciliation: each source's partner state pulled on its interval and diffed.
@@ -283,6 +293,7 @@ class Interlink:
                     token_key(admin_key(settings)),
                     settings.stream_heartbeat_seconds,
                 ),
+                consumers=self.consumers,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -292,6 +303,10 @@ class Interlink:
     def _appended(self) -> None:
         self.router.wake()
         self.stream_hub.wake()
+
+    def _deliveries_created(self) -> None:
+        self.dispatcher.wake()
+        self.pull_waiters.poke()
 
     def _settled(self, s: Settled) -> None:
         # Runs after the attempt's settlement is durable: what is counted is what is recorded.
@@ -344,7 +359,9 @@ class Interlink:
                     " (interlink up)"
                 )
             self._lock = _lock_sqlite(self._sqlite)
-        await asyncio.to_thread(migrate.upgrade, self.settings.migration_url)
+        await asyncio.to_thread(
+            migrate.upgrade, self.settings.migration_url, secrets_keys=self.secrets_keys
+        )
         if not self.db.is_sqlite:
             async with self.db.read() as conn:
                 await rls.verify(conn)  # refuses a role or schema that would mix tenants
@@ -377,6 +394,8 @@ class Interlink:
                 self._tasks.append(
                     asyncio.create_task(self.reconciliation.run(), name="reconciliation")
                 )
+            if Role.API in self.roles:
+                self._tasks.append(asyncio.create_task(self.pull_waiters.run(), name="pull-poller"))
             if Role.SCHEDULER in self.roles and self.settings.volume_monitor:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if Role.API in self.roles:
@@ -385,19 +404,21 @@ class Interlink:
                 # Other processes' appends and routing wake this one's roles (a hint; they poll).
                 wakeups = Wakeups(
                     self.db.url,
-                    {LOG_CHANNEL: self._appended, DELIVERIES_CHANNEL: self.dispatcher.wake},
+                    {LOG_CHANNEL: self._appended, DELIVERIES_CHANNEL: self._deliveries_created},
                 )
                 self._tasks.append(asyncio.create_task(wakeups.run(), name="wakeups"))
 
     def stopping(self) -> None:
-        """Shutdown has begun: open streams end now (each client told where to resume), so
-        the server's graceful shutdown does not wait for them."""
+        """Shutdown has begun: open streams end now (each client told where to resume) and long
+        polls answer now, so the server's graceful shutdown waits for neither."""
         self.stream_hub.close()
+        self.pull_waiters.close()
 
     async def stop(self) -> None:
         self.stream_hub.close()
         # Each stage is bounded: a task that does not end when cancelled (a database call cut
         # off mid-way, say) must cost seconds at shutdown and say which it was, never hang.
+        self.pull_waiters.close()
         await _bounded("group commit", self.commit.stop())
         for task in self._tasks:
             task.cancel()

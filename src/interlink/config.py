@@ -63,9 +63,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     job_rate_max: float = 1000.0
     job_concurrency: int = 4
     job_lease_seconds: float = 60.0
-    # Fernet keys that encrypt OAuth secrets and tokens at rest: the first encrypts, all decrypt
-    # (rotation: put the new key first, run `interlink connections rotate-key`, drop the old).
-    # Unset: one kept in .interlink/secrets.key. Several processes must share the same keys.
+    # Fernet keys that encrypt stored secrets (sources', endpoints', OAuth connections') at rest:
+    # the first encrypts, all decrypt (rotation: put the new key first, run `interlink secrets
+    # rotate-key`, drop the old). Unset on SQLite: one kept in .interlink/secrets.key; required
+    # on PostgreSQL, whose processes must all share the same keys.
     secrets_key: tuple[str, ...] = ()
     # A connection's token is refreshed once this share of its lifetime has passed.
     oauth_refresh_fraction: float = 0.8
@@ -116,7 +117,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if not valid:
                 raise ValueError(
                     "secrets_key: each key is 32 url-safe base64-encoded bytes "
-                    "(make one with `interlink connections new-key`)"
+                    "(make one with `interlink secrets new-key`)"
                 )
 
     @property

@@ -29,8 +29,10 @@ from tests.conftest import app_url
 
 from interlink import config
 from interlink.app import Interlink, serve
+from interlink.storage.secrets_box import SecretBox
 
 ADMIN = "test-admin-key"
+TEST_KEY = SecretBox.new_key()  # the secrets key of PostgreSQL tests (SQLite: a key file)
 
 
 @dataclass
@@ -102,13 +104,14 @@ def _backend_database(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         monkeypatch.setenv(_DATABASE_URL_ENV, request.getfixturevalue("postgres_database"))
 
 
-def _database_urls(tmp_path: Path) -> dict[str, str]:
+def _database_urls(tmp_path: Path) -> dict[str, Any]:
     if database_backend() == "sqlite":
         return {"database_url": f"sqlite:///{tmp_path}/interlink.db"}
     url = os.environ.get(_DATABASE_URL_ENV)
     if not url:
         raise RuntimeError(f"{BACKEND_ENV}=postgres: no test database here (tests/integration)")
-    return {"database_url": app_url(url), "migration_database_url": url}
+    # PostgreSQL has no default secrets key: Interlink refuses to start without one.
+    return {"database_url": app_url(url), "migration_database_url": url, "secrets_key": [TEST_KEY]}
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> config.Settings:
@@ -155,6 +158,8 @@ async def running(settings: config.Settings, canary: Sweep) -> AsyncIterator[Har
     canary.secret(settings.admin_key, "admin key (settings)")
     canary.secret(settings.metrics_token, "metrics token (settings)")
     system = Interlink(settings)
+    for key in system.secrets_keys:
+        canary.secrets_key(key)
     await system.start()
     try:
         async with client_for(system, canary) as client:

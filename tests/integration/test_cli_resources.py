@@ -114,3 +114,20 @@ async def test_a_first_hour_from_the_cli(running: Interlink, receiver_factory) -
     await ok(running, key, "endpoints", "delete", endpoint["id"])
     gone = await run_cli(running, key, "endpoints", "show", endpoint["id"])
     assert gone.exit_code == 1 and "404" in gone.output
+
+
+async def test_a_pull_endpoint_from_the_cli(running: Interlink) -> None:
+    env = {"INTERLINK_API_URL": running.settings.public_url, "INTERLINK_ADMIN_KEY": ADMIN}
+    created = await asyncio.to_thread(
+        CliRunner().invoke, cli.app, ["tenants", "create", "acme"], env=env
+    )
+    key = json.loads(created.output)["api_key"]
+    made = await ok(running, key, "endpoints", "create", "--pull", "--ordered")
+    endpoint = made["endpoint"]
+    assert (endpoint["kind"], endpoint["url"], endpoint["ordering"]) == ("pull", None, "ordered")
+    table = await ok(running, key, "endpoints", "list", "--output", "table")
+    assert table.splitlines()[0].split()[:3] == ["ID", "KIND", "URL"] and "pull" in table
+    both = await run_cli(running, key, "endpoints", "create", "https://example.com/x", "--pull")
+    neither = await run_cli(running, key, "endpoints", "create")
+    assert both.exit_code == neither.exit_code == 2
+    assert "--pull" in both.output

@@ -98,7 +98,7 @@ async def make_stack(
     url: str, policy: RefreshPolicy | None = None, keys: tuple[str, ...] = (KEY,)
 ) -> Stack:
     db = Database(url)
-    management = Management(db)
+    management = Management(db, SecretBox([SecretBox.new_key()]))
     tenant, _ = await management.create_tenant("acme")
     connections = Connections(db, SecretBox(keys))
     session = PartnerSession(LOOPBACK)
@@ -463,7 +463,7 @@ async def test_another_tenants_connection_is_not_found(
     stack: Stack, partner: PartnerSimulator
 ) -> None:
     connection = await stack.connection(partner)
-    other, _ = await Management(stack.db).create_tenant("other")
+    other, _ = await Management(stack.db, SecretBox([SecretBox.new_key()])).create_tenant("other")
     assert await stack.connections.get(other.id, connection.id) is None
     assert not await stack.connections.delete(other.id, connection.id)
     assert await stack.connections.get(stack.tenant_id, connection.id) is not None
@@ -521,7 +521,15 @@ async def test_the_cli_rotates_the_key(
             env={"INTERLINK_DATABASE_URL": url, "INTERLINK_SECRETS_KEY": f"{new_key},{KEY}"},
         )
         assert result.exit_code == 0, result.output
-        assert "re-encrypted 1 connection" in result.output
+        assert "1 connections" in result.output
+        # Resumable: what is under the first key already is left alone.
+        again = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["secrets", "rotate-key"],
+            env={"INTERLINK_DATABASE_URL": url, "INTERLINK_SECRETS_KEY": f"{new_key},{KEY}"},
+        )
+        assert again.exit_code == 0 and "0 connections" in again.output, again.output
         rotated = await Connections(stack.db, SecretBox([new_key])).get_any(connection.id)
         assert rotated is not None and rotated.access_token is not None
         assert rotated.access_token.reveal() == token

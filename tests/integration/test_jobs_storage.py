@@ -28,6 +28,7 @@ from interlink.storage.jobs import JobFinished, JobLost, Jobs
 from interlink.storage.management import Management
 from interlink.storage.pagination import Page
 from interlink.storage.ports import NewDelivery, Settled
+from interlink.storage.secrets_box import SecretBox
 from interlink.storage.tables import deliveries
 from interlink.storage.tenancy import system_scope
 
@@ -57,7 +58,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = app_url(migration_url)
     await asyncio.to_thread(migrate.upgrade, migration_url)
     db = Database(url)
-    deliveries, management = Deliveries(db), Management(db)
+    deliveries, management = Deliveries(db), Management(db, SecretBox([SecretBox.new_key()]))
     with system_scope("jobs storage suite"):
         tenant, _ = await management.create_tenant("t")
         ep = await management.create_endpoint(

@@ -71,7 +71,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     url = f"sqlite:///{tmp_path}/client.db"
     await asyncio.to_thread(migrate.upgrade, url)
     db = Database(url)
-    tenant, _ = await Management(db).create_tenant("acme")
+    tenant, _ = await Management(db, SecretBox([SecretBox.new_key()])).create_tenant("acme")
     partner = PartnerSimulator()
     await partner.start()
     partner.add_booking("bk_1", guest="Ada Lovelace")

@@ -1,9 +1,10 @@
 """Nothing in a hot path scans a table (PostgreSQL): every statement the storage code sends for
 the router's read after its cursor, ingest's dedupe and append, the dispatcher's claim and
-settle, an event by id, the retry of failed fetches, and each of the API's list filters is
-recorded as it runs on tables of tens of thousands of rows (ANALYZEd), then EXPLAINed with its
-own parameters; no plan may hold a sequential scan of events, deliveries, attempts (or a
-partition of them), idempotency keys or the quarantine that has rows.
+settle, a pull consumer's claim, probe and ack, an event by id, the retry of failed fetches,
+and each of the API's list filters is recorded as it runs on tables of tens of thousands of
+rows (ANALYZEd), then EXPLAINed with its own parameters; no plan may hold a sequential scan
+of events, deliveries, attempts (or a partition of them), idempotency keys or the quarantine
+that has rows.
 
 Skipped without INTERLINK_TEST_POSTGRES_URL, a failure in CI.
 """
@@ -67,6 +68,10 @@ INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, st
 INSERT INTO attempts (id, tenant_id, delivery_id, number, started_at, latency_ms, outcome)
   SELECT 'att_' || d.id, d.tenant_id, d.id, 1, d.created_at, 1, 'failed' FROM deliveries d;
 INSERT INTO cursors (name, position) VALUES ('router', $1 - 100);
+-- A pull endpoint with a few deliveries waiting to be claimed.
+UPDATE endpoints SET kind = 'pull' WHERE id = 'ep_20';
+UPDATE deliveries SET status = 'pending', next_attempt_at = created_at
+  WHERE endpoint_id = 'ep_20' AND event_seq % 380 = 19;
 -- Mostly resolved entries; one in fifty still open, waiting for a fetch to be retried.
 INSERT INTO quarantine (id, tenant_id, source_id, event_id, stage, reason, created_at,
                         resolved_at, resolution)
@@ -175,6 +180,16 @@ async def _exercise(db: Database, first_day: float) -> None:
     assert claimed
     ok = AttemptResult(AttemptOutcome.SUCCEEDED, 200, 1.0)
     await found.settle([Settled(c, now, ok, decide(0, ok, RetryPolicy())) for c in claimed])
+    # A pull consumer's claim, the long polls' probe, and an ack.
+    later = now + 10 * partitions.DAY
+    assert await found.claimable(["ep_20", "ep_1"], later) == {"ep_20"}
+    pulled = await found.claim_due(later, 20, 60, "ep_20")
+    assert pulled
+    held = await found.held(pulled[0].tenant_id, pulled[0].delivery_id)
+    assert held is not None
+    assert await found.settle_held(
+        Settled(held.claimed, now, ok, decide(0, ok, RetryPolicy())), now
+    )
     # The API's list filters.
     page = Page(limit=50)
     for where in (

@@ -28,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from tests.conftest import app_url, connect
-from tests.integration.conftest import ADMIN, eventually, signed
+from tests.integration.conftest import ADMIN, TEST_KEY, eventually, signed
 
 from interlink import config
 from interlink.api.auth import TenancyMiddleware
@@ -145,6 +145,7 @@ async def world(
         migration_database_url=postgres_database,
         database_pool_size=POOL,
         admin_key=ADMIN,
+        secrets_key=[TEST_KEY],
         outbound_allow_networks=["127.0.0.0/8"],
         poll_interval_seconds=0.2,
         volume_monitor=False,

@@ -400,6 +400,8 @@ async def test_the_sweep_finds_a_secret_in_an_attempt_record(
             "UPDATE attempts SET response_excerpt = 'x' || ? WHERE number = 1", [w.ok.secret]
         )
     sweep = Sweep()
+    for key in h.system.secrets_keys:  # they are sealed: the sweep opens them with the key
+        sweep.secrets_key(key)
     sweep.read_sqlite(copy)
     # Collected from the endpoints and sources tables.
     assert {w.ok.secret, w.hmac_secret, rotated["secret"], w.sw_secret} <= sweep.secrets.keys()

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from tests.conftest import app_url, as_role, connect
-from tests.integration.conftest import ADMIN
+from tests.integration.conftest import ADMIN, TEST_KEY
 
 from interlink import config
 from interlink.app import Interlink
@@ -35,6 +35,7 @@ def _settings(tmp_path: Path, url: str, migration_url: str) -> config.Settings:
         migration_database_url=migration_url,
         admin_key=ADMIN,
         volume_monitor=False,
+        secrets_key=[TEST_KEY],
     )
 
 
@@ -153,6 +154,7 @@ async def test_interlink_up_says_why_and_exits_non_zero(migrated: str, tmp_path:
         **os.environ,
         "INTERLINK_DATABASE_URL": migrated,  # the owner: refused
         "INTERLINK_ADMIN_KEY": ADMIN,
+        "INTERLINK_SECRETS_KEY": TEST_KEY,
         "INTERLINK_VOLUME_MONITOR": "false",
         "INTERLINK_CONFIG": str(tmp_path / "none.toml"),
     }

@@ -23,6 +23,7 @@ from interlink.storage.normalization import EntityRef, EntityState, Normalizatio
 from interlink.storage.pagination import Page
 from interlink.storage.ports import CursorMoved
 from interlink.storage.quarantine import Quarantine, QuarantineEntry, QuarantineFilter
+from interlink.storage.secrets_box import SecretBox
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.tenancy import system_scope
 
@@ -50,7 +51,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         driver = SqliteDriver(tmp_path / "n.db")
         await driver.start()
     with system_scope("normalization storage suite"):
-        yield Backend(NormalizationStore(db, driver), EventLog(db), Management(db), Quarantine(db))
+        yield Backend(
+            NormalizationStore(db, driver),
+            EventLog(db),
+            Management(db, SecretBox([SecretBox.new_key()])),
+            Quarantine(db),
+        )
     if driver is not None:
         await driver.close()
     await db.close()

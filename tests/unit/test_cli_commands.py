@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from interlink import cli
 from interlink.cli import _api
 
-ENDPOINT = {"id": "ep_1", "url": "https://example.com/hooks", "status": "paused"}
+ENDPOINT = {"id": "ep_1", "kind": "push", "url": "https://example.com/hooks", "status": "paused"}
 
 
 @pytest.fixture
@@ -31,7 +31,10 @@ def api(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
             return httpx.Response(204)
         if request.url.path.endswith("/ep_1") or request.url.path.endswith("/retry"):
             return httpx.Response(200, json=ENDPOINT)
-        rows = [ENDPOINT, {"id": "ep_22", "url": "https://b.example", "status": "active"}]
+        rows = [
+            ENDPOINT,
+            {"id": "ep_22", "kind": "push", "url": "https://b.example", "status": "active"},
+        ]
         return httpx.Response(200, json={"data": rows, "next_cursor": None})
 
     def client(config: str | None, admin: bool = False) -> httpx.Client:
@@ -85,6 +88,30 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
         (["deliveries", "show", "dlv_1"], "GET", "/api/v1/deliveries/dlv_1", None),
         (["tenants", "show", "ten_1"], "GET", "/api/v1/tenants/ten_1", None),
         (["tenants", "new-key", "ten_1"], "POST", "/api/v1/tenants/ten_1/keys", None),
+        (
+            ["endpoints", "rotate-secret", "ep_1", "--overlap", "3600"],
+            "POST",
+            "/api/v1/endpoints/ep_1/secret/rotate",
+            {"overlap_seconds": 3600},
+        ),
+        (
+            ["tenants", "new-key", "ten_1", "--label", "ci", "--expires-in", "3600"],
+            "POST",
+            "/api/v1/tenants/ten_1/keys",
+            {"label": "ci", "expires_in_seconds": 3600},
+        ),
+        (
+            ["tenants", "label-key", "ten_1", "key_1", "deploy bot"],
+            "PATCH",
+            "/api/v1/tenants/ten_1/keys/key_1",
+            {"label": "deploy bot"},
+        ),
+        (
+            ["tenants", "revoke-key", "ten_1", "key_1", "--as-tenant"],
+            "DELETE",
+            "/api/v1/tenants/ten_1/keys/key_1",
+            None,
+        ),
     ],
 )
 def test_a_command_makes_its_request(
@@ -118,12 +145,18 @@ def test_json_is_the_default_and_table_on_request(api: list[httpx.Request]) -> N
     assert [e["id"] for e in listed] == ["ep_1", "ep_22"]
 
     lines = invoke("endpoints", "list", "--output", "table").output.splitlines()
-    assert lines[0].split() == ["ID", "URL", "STATUS", "ORDERING", "CONCURRENCY", "DESCRIPTION"]
-    assert lines[1].split()[:3] == ["ep_1", "https://example.com/hooks", "paused"]
+    header = ["ID", "KIND", "URL", "STATUS", "ORDERING", "CONCURRENCY", "DESCRIPTION"]
+    assert lines[0].split() == header
+    assert lines[1].split()[:4] == ["ep_1", "push", "https://example.com/hooks", "paused"]
     assert lines[2].index("https://b") == lines[1].index("https://e")  # aligned columns
 
     shown = invoke("endpoints", "show", "ep_1", "-o", "table").output.splitlines()
-    assert shown == ["id:     ep_1", "url:    https://example.com/hooks", "status: paused"]
+    assert shown == [
+        "id:     ep_1",
+        "kind:   push",
+        "url:    https://example.com/hooks",
+        "status: paused",
+    ]
 
     by_env = invoke("endpoints", "list", env={"INTERLINK_OUTPUT": "table"}).output
     assert by_env.startswith("ID")

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from interlink.delivery.signing import signature_headers
+from interlink.delivery.signing import Signer, signature_headers
+from interlink.domain.models import SigningSecret
 from interlink.ingress.verifiers import VerificationError, generate_secret, get_verifier
 
 KEY = bytes(range(32))
@@ -106,3 +107,27 @@ def test_reference_library_accepts_arbitrary_messages(key: bytes, msg_id: str, b
     secret = "whsec_" + base64.b64encode(key).decode()
     headers = signature_headers(secret, msg_id, int(time.time()), body.encode())
     Webhook(secret).verify(body.encode(), headers, json_parse=False)
+
+
+def test_a_signer_decrypts_each_stored_value_once_and_signs_with_every_live_secret() -> None:
+    """During a rotation's overlap both secrets sign (two ``v1,`` entries, each verifying on its
+    own); once the old one has expired only the new one does. The stored value is opened once."""
+    old, new = generate_secret("standard_webhooks"), generate_secret("standard_webhooks")
+    now = int(time.time())  # within the reference library's tolerance, for both times below
+    opened: list[str] = []
+
+    def open_stored(stored: str) -> list[SigningSecret]:
+        opened.append(stored)
+        return [SigningSecret(old, expires_at=now + 60), SigningSecret(new)]
+
+    signer = Signer(open_stored)
+    during = signer("sealed-1", MSG_ID, now, BODY)
+    assert during["webhook-signature"].count("v1,") == 2
+    for secret in (old, new):
+        Webhook(secret).verify(BODY, during)
+    after = signer("sealed-1", MSG_ID, now + 60, BODY)
+    assert after["webhook-signature"].count("v1,") == 1
+    Webhook(new).verify(BODY, after)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(BODY, after)
+    assert opened == ["sealed-1"] and signer.decryptions == 1

@@ -27,10 +27,12 @@ from interlink.api.configuration import (
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.jobs import JobController
+from interlink.api.keys import ApiKeyController
 from interlink.api.openapi import truthful
 from interlink.api.params import known_query
 from interlink.api.partners import EventTypeController, PartnerKitController, QuarantineController
 from interlink.api.publish import PublishController
+from interlink.api.pull import ConsumerController
 from interlink.api.reconciliation import ReconciliationController
 from interlink.api.request import JsonRequest
 from interlink.api.stream_demo import stream_demo
@@ -186,11 +188,13 @@ def create_api(ctx: ApiContext) -> Litestar:
         guards=[authenticated, known_query],
         route_handlers=[
             TenantController,
+            ApiKeyController,
             SourceController,
             EndpointController,
             SubscriptionController,
             EventController,
             PublishController,
+            ConsumerController,
             EventTimelineController,
             DeliveryController,
             JobController,

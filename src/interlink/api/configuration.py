@@ -13,15 +13,16 @@ from interlink.api.auth import Principal, require_admin, require_tenant
 from interlink.api.context import ApiContext
 from interlink.api.params import Unprocessable, found, page
 from interlink.api.schemas import (
-    ApiKeyCreated,
     EndpointCreated,
     EndpointHealthOut,
     EndpointIn,
     EndpointOut,
     EndpointPatch,
+    EndpointSecretRotate,
     Listing,
     SecretAdded,
     SecretIn,
+    SigningScheme,
     SourceCreated,
     SourceIn,
     SourceOut,
@@ -31,9 +32,10 @@ from interlink.api.schemas import (
     TenantCreated,
     TenantIn,
     TenantOut,
+    scheme_of,
 )
 from interlink.delivery.outbound_guard import BlockedDestination, check_url, destination_warning
-from interlink.domain.models import EndpointStatus, Envelope
+from interlink.domain.models import EndpointKind, EndpointStatus, Envelope
 from interlink.domain.patterns import InvalidPattern, validate_pattern
 from interlink.domain.retry import RetryPolicy
 from interlink.ingress.verifiers import (
@@ -70,15 +72,6 @@ class TenantController(Controller):
             raise NotFoundException(f"no tenant '{tenant_id}'")
         tenant = found(await ctx.management.get_tenant(tenant_id), "tenant", tenant_id)
         return TenantOut.of(tenant)
-
-    @post("/{tenant_id:str}/keys", summary="Create another API key for a tenant (admin)")
-    async def create_key(
-        self, tenant_id: str, principal: Principal, ctx: ApiContext
-    ) -> ApiKeyCreated:
-        require_admin(principal)
-        if await ctx.management.get_tenant(tenant_id) is None:
-            raise NotFoundException(f"no tenant '{tenant_id}'")
-        return ApiKeyCreated(api_key=await ctx.management.create_api_key(tenant_id))
 
 
 class SourceController(Controller):
@@ -201,26 +194,50 @@ async def _check_endpoint_url(url: str, ctx: ApiContext) -> list[str]:
     return [f"url: {warning}"] if warning else []
 
 
+def _signing_secret(scheme: SigningScheme, supplied: str | None) -> tuple[str, str | None]:
+    """A new signing secret to store, and for v1a the public key to show (the private key,
+    generated here, is never shown); a supplied v1 secret is checked."""
+    if scheme is SigningScheme.V1A:
+        if supplied is not None:
+            raise Unprocessable("secret: v1a keys are generated; send no secret with v1a")
+        return standard_webhooks.generate_key_pair()
+    secret = supplied or standard_webhooks.generate_secret()
+    try:
+        # Strictly a whsec_ secret: a public key, which a source may hold, would not sign.
+        standard_webhooks.validate_secret(secret)
+    except ValueError as exc:
+        raise Unprocessable(f"secret: {exc}") from None
+    return secret, None
+
+
 class EndpointController(Controller):
     path = "/api/v1/endpoints"
     tags = ["endpoints"]
 
-    @post("/", summary="Create an endpoint: a URL that receives signed webhooks")
+    @post(
+        "/",
+        summary="Create an endpoint: a URL that receives signed webhooks (push), or deliveries"
+        " that consumers claim (pull)",
+    )
     async def create(
         self, data: EndpointIn, principal: Principal, ctx: ApiContext
     ) -> EndpointCreated:
         tenant_id = require_tenant(principal)
-        warnings = await _check_endpoint_url(data.url, ctx)
-        secret = data.secret or standard_webhooks.generate_secret()
-        try:
-            # Strictly a whsec_ secret: deliveries are signed with it (v1), so a public key,
-            # which a source may hold, would not do.
-            standard_webhooks.validate_secret(secret)
-        except ValueError as exc:
-            raise Unprocessable(f"secret: {exc}") from None
+        warnings: list[str] = []
+        if data.kind is EndpointKind.PULL:
+            if data.url is not None:
+                raise Unprocessable(
+                    "url: a pull endpoint has none (consumers claim its deliveries)"
+                )
+        elif data.url is None:
+            raise Unprocessable("url: a push endpoint needs one (or create it with kind 'pull')")
+        else:
+            warnings = await _check_endpoint_url(data.url, ctx)
+        secret, public_key = _signing_secret(data.signing, data.secret)
         endpoint = await ctx.management.create_endpoint(
             tenant_id,
-            url=data.url,
+            kind=data.kind,
+            url=data.url or "",
             description=data.description,
             secret=secret,
             retry=RetryPolicy(schedule=tuple(data.retry_schedule))
@@ -235,7 +252,11 @@ class EndpointController(Controller):
             disable_after_seconds=data.disable_after_seconds,
             breaker=data.breaker,
         )
-        return EndpointCreated(endpoint=EndpointOut.of(endpoint, warnings), secret=secret)
+        return EndpointCreated(
+            endpoint=EndpointOut.of(endpoint, warnings),
+            secret=None if public_key else secret,
+            public_key=public_key,
+        )
 
     @get("/", summary="List endpoints")
     async def list_(
@@ -270,6 +291,11 @@ class EndpointController(Controller):
                 changes[name] = None  # null removes it
         warnings: list[str] = []
         if "url" in changes:
+            current = await ctx.management.get_endpoint(tenant_id, endpoint_id)
+            if current is not None and current.kind is EndpointKind.PULL:
+                raise Unprocessable(
+                    "url: a pull endpoint has none (consumers claim its deliveries)"
+                )
             warnings = await _check_endpoint_url(changes["url"], ctx)
         if "retry_schedule" in changes:
             changes["retry"] = RetryPolicy(schedule=tuple(changes.pop("retry_schedule")))
@@ -283,6 +309,32 @@ class EndpointController(Controller):
             endpoint_id,
         )
         return EndpointOut.of(endpoint, warnings)
+
+    @post(
+        "/{endpoint_id:str}/secret/rotate",
+        summary="Rotate its signing secret: the new one signs from now on, the current ones "
+        "beside it for overlap_seconds (default 24 h, at most 7 days)",
+    )
+    async def rotate_secret(
+        self, endpoint_id: str, data: EndpointSecretRotate, principal: Principal, ctx: ApiContext
+    ) -> EndpointCreated:
+        tenant_id = require_tenant(principal)
+        endpoint = found(
+            await ctx.management.get_endpoint(tenant_id, endpoint_id), "endpoint", endpoint_id
+        )
+        scheme = data.signing or scheme_of(endpoint.secrets[-1].value)
+        secret, public_key = _signing_secret(scheme, data.secret)
+        try:
+            rotated = await ctx.management.rotate_endpoint_secret(
+                tenant_id, endpoint_id, secret, now=time.time(), overlap=data.overlap_seconds
+            )
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from None
+        return EndpointCreated(
+            endpoint=EndpointOut.of(found(rotated, "endpoint", endpoint_id)),
+            secret=None if public_key else secret,
+            public_key=public_key,
+        )
 
     @get(
         "/{endpoint_id:str}/health",

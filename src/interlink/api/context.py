@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from interlink.catalog.catalog import EventCatalog
 from interlink.config import Settings
 from interlink.delivery.outbound_guard import OutboundPolicy
+from interlink.delivery.pull import Consumers
 from interlink.domain.models import Event
 from interlink.partners.kit import KitRegistry
 from interlink.partners.reconciliation import Reconciliation
@@ -44,3 +45,6 @@ class ApiContext:
     reconciliation: Reconciliation | None = None
     # Realtime streams (SSE, WebSocket) and their stream tokens.
     streams: Streams | None = None
+
+    # Pull endpoints' consumers: claims (long polls), acks and nacks.
+    consumers: Consumers | None = None

@@ -64,6 +64,9 @@ _CONFLICTS = frozenset(
         ("post", "/api/v1/jobs/{job_id}/cancel"),
         ("post", "/api/v1/quarantine/{entry_id}/reprocess"),
         ("post", "/api/v1/sources/{source_id}/reconciliations"),
+        ("post", "/api/v1/endpoints/{endpoint_id}/claims"),  # a push endpoint
+        ("post", "/api/v1/deliveries/{delivery_id}/ack"),  # a lease lost, a push delivery
+        ("post", "/api/v1/deliveries/{delivery_id}/nack"),
     }
 )
 

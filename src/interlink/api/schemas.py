@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from interlink.domain.jobs import MAX_EVENT_IDS, Job, ReplayFilter, eta_seconds
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
+    EndpointKind,
     EndpointStatus,
     Envelope,
     Source,
@@ -22,7 +24,9 @@ from interlink.domain.models import (
 )
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
+from interlink.domain.secret_rotation import DEFAULT_OVERLAP_SECONDS, MAX_OVERLAP_SECONDS
 from interlink.domain.token_refresh import ConnectionFlow
+from interlink.ingress.verifiers import standard_webhooks
 from interlink.storage.connections import Connection
 from interlink.storage.deliveries import Attempt, Delivery
 
@@ -80,10 +84,6 @@ class TenantOut(msgspec.Struct):
 
 class TenantCreated(msgspec.Struct):
     tenant: TenantOut
-    api_key: str
-
-
-class ApiKeyCreated(msgspec.Struct):
     api_key: str
 
 
@@ -164,10 +164,22 @@ class SecretAdded(msgspec.Struct):
 # endpoints ---------------------------------------------------------------------------------------
 
 
+class SigningScheme(enum.StrEnum):
+    """How deliveries are signed: ``v1`` HMAC-SHA256 with a shared ``whsec_`` secret, or ``v1a``
+    Ed25519, verified with the endpoint's public key (``whpk_``); its private key is never
+    shown (Standard Webhooks)."""
+
+    V1 = "v1"
+    V1A = "v1a"
+
+
 class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
-    url: Url
+    # push: deliveries are POSTed to url (required); pull: consumers claim them (no url)
+    kind: EndpointKind = EndpointKind.PUSH
+    url: Url | None = None
     description: Annotated[str, msgspec.Meta(max_length=500)] = ""
-    secret: str | None = None
+    secret: str | None = None  # v1 only; generated when absent
+    signing: SigningScheme = SigningScheme.V1
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
     status: EndpointStatus = EndpointStatus.ACTIVE
@@ -198,7 +210,8 @@ class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class EndpointOut(msgspec.Struct):
     id: str
-    url: str
+    kind: str  # push or pull
+    url: str | None  # none for a pull endpoint
     description: str
     status: str
     disabled_reason: str | None
@@ -211,6 +224,12 @@ class EndpointOut(msgspec.Struct):
     rate_limit: RateLimit | None
     disable_after_seconds: float | None
     breaker: BreakerPolicy | None
+    signing: str  # the scheme of its current secret: v1 or v1a
+    # When each signing secret stops signing (null: never), oldest first; during a rotation's
+    # overlap every live one signs each delivery.
+    secret_expires_at: list[str | None]
+    # The Ed25519 public keys (whpk_) of its live v1a keys, readable at any time.
+    public_keys: list[str]
     warnings: Annotated[
         list[str],
         msgspec.Meta(
@@ -225,7 +244,8 @@ class EndpointOut(msgspec.Struct):
     def of(cls, e: Endpoint, warnings: list[str] | None = None) -> EndpointOut:
         return cls(
             id=e.id,
-            url=e.url,
+            kind=e.kind.value,
+            url=e.url or None,
             description=e.description,
             status=e.status.value,
             disabled_reason=e.disabled_reason,
@@ -238,8 +258,23 @@ class EndpointOut(msgspec.Struct):
             rate_limit=e.rate_limit,
             disable_after_seconds=e.disable_after_seconds,
             breaker=e.breaker,
+            signing=scheme_of(e.secrets[-1].value),
+            secret_expires_at=[iso(secret.expires_at) for secret in e.secrets],
+            public_keys=[
+                standard_webhooks.public_key_of(s.value)
+                for s in e.secrets
+                if scheme_of(s.value) is SigningScheme.V1A
+            ],
             warnings=warnings or [],
         )
+
+
+def scheme_of(secret: str) -> SigningScheme:
+    return (
+        SigningScheme.V1A
+        if secret.startswith(standard_webhooks.SECRET_KEY_PREFIX)
+        else SigningScheme.V1
+    )
 
 
 class EndpointHealthOut(msgspec.Struct):
@@ -283,7 +318,19 @@ class EndpointHealthOut(msgspec.Struct):
 
 class EndpointCreated(msgspec.Struct):
     endpoint: EndpointOut
-    secret: str
+    secret: str | None  # v1: the shared secret, shown this once; v1a: null
+    public_key: str | None = None  # v1a: the key receivers verify with
+
+
+class EndpointSecretRotate(msgspec.Struct, forbid_unknown_fields=True):
+    """A rotation: a new secret (v1) or key pair (v1a) signs from now on; the current ones keep
+    signing beside it for ``overlap_seconds``, so receivers can switch over in that time."""
+
+    overlap_seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_OVERLAP_SECONDS)] = (
+        DEFAULT_OVERLAP_SECONDS
+    )
+    signing: SigningScheme | None = None  # none: the current scheme
+    secret: str | None = None  # v1 only: the new whsec_ secret; generated when absent
 
 
 # subscriptions -----------------------------------------------------------------------------------

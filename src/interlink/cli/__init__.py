@@ -20,6 +20,7 @@ from interlink.cli import (
     jobs,
     maintenance,
     quarantine,
+    secrets,
     server,
     sources,
     subscriptions,
@@ -78,6 +79,7 @@ app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(events.app, name="events")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(secrets.app, name="secrets")
 app.add_typer(connections.app, name="connections")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(maintenance.app, name="maintenance")

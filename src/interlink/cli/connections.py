@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from interlink.cli._api import ConfigOpt, OutputOpt, api, emit, q, settings
+from interlink.cli import secrets
+from interlink.cli._api import ConfigOpt, OutputOpt, api, emit, q
 
 app = typer.Typer(no_args_is_help=True, help="OAuth connections to partner APIs.")
 
@@ -92,44 +93,13 @@ def delete(connection_id: ConnectionId, config: ConfigOpt = None) -> None:
     typer.echo(f"deleted {connection_id}")
 
 
-@app.command("new-key")
+@app.command("new-key", hidden=True)
 def new_key() -> None:
-    """Print a new secrets key (for INTERLINK_SECRETS_KEY)."""
-    from interlink.storage.secrets_box import SecretBox
-
-    typer.echo(SecretBox.new_key())
+    """Print a new secrets key (now `interlink secrets new-key`)."""
+    secrets.new_key()
 
 
-@app.command("rotate-key")
+@app.command("rotate-key", hidden=True)
 def rotate_key(config: ConfigOpt = None) -> None:
-    """Re-encrypt every stored secret and token under the first key of INTERLINK_SECRETS_KEY.
-
-    Put the new key first and keep the old ones after it; once this has run, the old keys can
-    go. Runs against the database directly (no API), and may run while Interlink does.
-    """
-    from interlink.storage.connections import Connections
-    from interlink.storage.database import Database
-    from interlink.storage.secrets_box import SecretBox, SecretUnreadable, secrets_keys
-
-    current = settings(config)
-    try:
-        box = SecretBox(secrets_keys(current.secrets_key))
-    except ValueError as exc:
-        typer.secho(f"secrets_key: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-
-    async def rotate() -> int:
-        db = Database(current.database_url)
-        try:
-            return await Connections(db, box).reencrypt()
-        finally:
-            await db.close()
-
-    import asyncio
-
-    try:
-        count = asyncio.run(rotate())
-    except SecretUnreadable as exc:
-        typer.secho(f"{exc}: keep the old key in the list", fg="red", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"re-encrypted {count} connection(s) under the first key")
+    """Re-encrypt every stored secret under the first key (now `interlink secrets rotate-key`)."""
+    secrets.rotate_key(config=config)

@@ -8,9 +8,13 @@ import typer
 
 from interlink.cli._api import ConfigOpt, OutputOpt, api, emit, fail, q
 
-app = typer.Typer(no_args_is_help=True, help="Destinations that receive webhooks.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Destinations of events: URLs that receive webhooks (push), or queues that consumers"
+    " claim from (pull).",
+)
 
-COLUMNS = ("id", "url", "status", "ordering", "concurrency", "description")
+COLUMNS = ("id", "kind", "url", "status", "ordering", "concurrency", "description")
 EndpointId = Annotated[str, typer.Argument(help="The endpoint's id (ep_…).", metavar="ENDPOINT_ID")]
 DescriptionOpt = Annotated[
     str | None, typer.Option(help="A note for people to read.", metavar="TEXT")
@@ -25,6 +29,15 @@ ConcurrencyOpt = Annotated[
 RateLimitOpt = Annotated[
     str | None,
     typer.Option(help="At most this many sends, e.g. 10/second or 600/minute.", metavar="RATE"),
+]
+
+
+SigningOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="v1 (HMAC with a shared whsec_ secret, the default) or v1a (Ed25519).",
+        metavar="SCHEME",
+    ),
 ]
 
 
@@ -45,7 +58,18 @@ def _retry(text: str) -> list[float]:
 
 @app.command("create")
 def create(
-    url: Annotated[str, typer.Argument(help="Where webhooks are POSTed (https://…).")],
+    url: Annotated[
+        str | None,
+        typer.Argument(help="Where webhooks are POSTed (https://…); none with --pull."),
+    ] = None,
+    pull: Annotated[
+        bool,
+        typer.Option(
+            "--pull",
+            help="A pull endpoint: no URL; consumers claim its deliveries"
+            " (POST /api/v1/endpoints/{id}/claims) and ack or nack each.",
+        ),
+    ] = False,
     description: DescriptionOpt = None,
     retry_schedule: RetryOpt = None,
     ordered: Annotated[
@@ -59,10 +83,17 @@ def create(
     ] = False,
     concurrency: ConcurrencyOpt = None,
     rate_limit: RateLimitOpt = None,
+    signing: SigningOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Create an endpoint; prints its signing secret (shown this once)."""
-    body: dict[str, Any] = {"url": url, "description": description or ""}
+    """Create an endpoint; prints its signing secret (shown this once), or for v1a its public
+    key (the private key is never shown)."""
+    if pull == (url is not None):
+        raise fail("give a URL (a push endpoint) or --pull, not both nor neither", 2)
+    body: dict[str, Any] = {"description": description or ""}
+    body.update({"kind": "pull"} if pull else {"url": url})
+    if signing:
+        body["signing"] = signing
     if retry_schedule:
         body["retry_schedule"] = _retry(retry_schedule)
     if ordered:
@@ -82,6 +113,30 @@ def _print_warnings(warnings: list[str]) -> None:
     """The API's warnings, on stderr, so the JSON on stdout stays parseable."""
     for warning in warnings:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@app.command("rotate-secret")
+def rotate_secret(
+    endpoint_id: EndpointId,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds the current secret keeps signing beside the new one "
+            "(default 86400, at most 604800; 0 retires it now).",
+            metavar="SECONDS",
+        ),
+    ] = None,
+    signing: SigningOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Rotate the signing secret; prints the new one once (v1a: its public key). During the
+    overlap every delivery carries both signatures, so receivers can switch at their pace."""
+    body: dict[str, Any] = {}
+    if overlap is not None:
+        body["overlap_seconds"] = overlap
+    if signing:
+        body["signing"] = signing
+    emit(api(config, "POST", f"/api/v1/endpoints/{q(endpoint_id)}/secret/rotate", json=body))
 
 
 @app.command("list")

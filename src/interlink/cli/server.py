@@ -71,6 +71,7 @@ def up(
         return
     from interlink.app import AlreadyRunning, CannotListen, serve
     from interlink.storage.rls import UnsafeDatabase
+    from interlink.storage.secrets_box import SecretsKeyRequired
 
     try:
         if demo:
@@ -90,7 +91,7 @@ def up(
             _run(serve(current, on_started=started))
     except (AlreadyRunning, CannotListen) as exc:
         raise fail(str(exc)) from None
-    except UnsafeDatabase as exc:
+    except (UnsafeDatabase, SecretsKeyRequired) as exc:
         raise fail(f"Interlink refuses to run: {exc}") from None
     except KeyboardInterrupt:
         pass
@@ -173,6 +174,8 @@ def run(
         serve,
     )
     from interlink.observability.logging import configure as configure_logging
+    from interlink.storage.rls import UnsafeDatabase
+    from interlink.storage.secrets_box import SecretsKeyRequired
 
     current = settings(config, host=host, port=port, database_url=database_url)
     configure_logging(current.log_format, current.log_level)
@@ -189,5 +192,7 @@ def run(
         _run(serve(current, roles=roles, on_started=started))
     except (AlreadyRunning, CannotListen, RolesNeedPostgres) as exc:
         raise fail(str(exc)) from None
+    except (UnsafeDatabase, SecretsKeyRequired) as exc:
+        raise fail(f"Interlink refuses to run: {exc}") from None
     except KeyboardInterrupt:
         pass

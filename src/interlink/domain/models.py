@@ -35,8 +35,9 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SigningSecret(msgspec.Struct, frozen=True):
-    """One of a source's secrets (or, for Ed25519, public keys); from ``expires_at`` (epoch
-    seconds) on it verifies nothing, which is how a rotated-out secret is retired."""
+    """One of a source's secrets (or, for Ed25519, public keys), or of an endpoint's signing
+    secrets; from ``expires_at`` (epoch seconds) on it verifies (or signs) nothing, which is how
+    a rotated-out secret is retired."""
 
     value: str
     expires_at: float | None = None
@@ -66,12 +67,20 @@ class EndpointStatus(enum.StrEnum):
     DISABLED = "disabled"
 
 
+class EndpointKind(enum.StrEnum):
+    PUSH = "push"  # the dispatcher POSTs each delivery to the endpoint's URL
+    PULL = "pull"  # no URL: consumers claim deliveries through the API (domain/pull.py)
+
+
 class Endpoint(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
     url: str
     description: str
-    secret: str
+    # What signs its deliveries: ``whsec_`` secrets (v1) or ``whsk_`` Ed25519 keys (v1a); the
+    # newest last. A rotated-out one has an expiry: every live one signs, so a receiver still
+    # holding it verifies until then (domain/signing_keys.py).
+    secrets: tuple[SigningSecret, ...]
     status: EndpointStatus
     disabled_reason: str | None
     retry: RetryPolicy
@@ -83,6 +92,7 @@ class Endpoint(msgspec.Struct, frozen=True):
     rate_limit: RateLimit | None = None
     disable_after_seconds: float | None = None  # none: HealthPolicy's default
     breaker: BreakerPolicy | None = None  # none: BreakerPolicy's defaults
+    kind: EndpointKind = EndpointKind.PUSH
 
 
 def lane_policy(

@@ -13,6 +13,11 @@ from interlink.domain.models import SigningSecret
 # Each live secret costs a signature check on every request that matches none of the others;
 # rotation needs two or three at a time, so a small bound keeps the worst case cheap.
 MAX_SECRETS = 10
+# An endpoint signs every delivery with each of its live secrets: the current one and the ones
+# still in their overlap. Rotating with no overlap always has room (it retires the others).
+MAX_ENDPOINT_SECRETS = 3
+DEFAULT_OVERLAP_SECONDS = 24 * 3600
+MAX_OVERLAP_SECONDS = 7 * 24 * 3600
 
 
 def live_values(secrets: Iterable[SigningSecret], now: float) -> tuple[str, ...]:
@@ -49,7 +54,8 @@ def rotate(
             kept.append(retiring)
     if len(kept) + 1 > limit:
         raise ValueError(
-            f"a source holds at most {limit} secrets; give the current ones an expiry "
-            "(expire_current_in_seconds) and rotate again once they have expired"
+            f"at most {limit} secrets can be live at once; rotate again once the retiring "
+            "ones have expired, or end their overlap now (expire_current_in_seconds or "
+            "overlap_seconds 0)"
         )
     return (*kept, SigningSecret(new))

@@ -65,6 +65,7 @@ class Router:
         batch_size: int = 1000,
         poll_interval: float = 1.0,
         on_routed: Callable[[], None] | None = None,
+        on_deliveries: Callable[[set[str]], None] | None = None,
         normalize: Callable[[Sequence[LogEntry]], Awaitable[list[LogEntry]]] | None = None,
     ) -> None:
         self._events = events
@@ -73,6 +74,7 @@ class Router:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._on_routed = on_routed
+        self._on_deliveries = on_deliveries  # the endpoints a batch created deliveries for
         self._normalize = normalize
         self._wake = asyncio.Event()
         self._position = 0
@@ -103,6 +105,8 @@ class Router:
         self._position = batch[-1].seq
         if new and self._on_routed is not None:
             self._on_routed()
+        if new and self._on_deliveries is not None:
+            self._on_deliveries({d.endpoint_id for d in new})
         return len(batch)
 
     async def run(self) -> None:

@@ -20,6 +20,7 @@ from interlink.domain.ids import new_id
 from interlink.domain.token_refresh import ConnectionFlow, ConnectionStatus
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, fetch_page
+from interlink.storage.sealed_secrets import SEALED, reseal_table
 from interlink.storage.secrets_box import Secret, SecretBox
 from interlink.storage.tables import connections
 
@@ -310,48 +311,7 @@ class Connections:
     # key rotation ------------------------------------------------------------------------------
 
     async def reencrypt(self, batch: int = 200) -> int:
-        """Rewrites every stored ciphertext under the first key; returns the rows rewritten.
-
-        Each row is written only if its ciphertexts are still the ones read, so a token that a
-        refresh stored meanwhile is not overwritten with the old one; such a row is read again.
-        """
-        c = connections.c
-        secret_columns = (c.client_secret, c.access_token, c.refresh_token)
-        rewritten, after = 0, ""
-        while True:
-            async with self.db.read() as conn:
-                rows = (
-                    await conn.execute(
-                        sa.select(c.id, *secret_columns)
-                        .where(c.id > after)
-                        .order_by(c.id)
-                        .limit(batch)
-                    )
-                ).all()
-            if not rows:
-                return rewritten
-            for row in rows:
-                while not await self._reencrypt_row(row):
-                    async with self.db.read() as conn:
-                        row = (
-                            await conn.execute(
-                                sa.select(c.id, *secret_columns).where(c.id == row.id)
-                            )
-                        ).one()
-                rewritten += 1
-            after = rows[-1].id
-
-    async def _reencrypt_row(self, row: Any) -> bool:
-        c = connections.c
-        values: dict[str, Any] = {}
-        where: list[sa.ColumnElement[bool]] = [c.id == row.id]
-        for column in (c.client_secret, c.access_token, c.refresh_token):
-            old = getattr(row, column.name)
-            where.append(column.is_not_distinct_from(old))
-            if old is not None:
-                values[column.name] = self.box.rotate(old)
-        if not values:
-            return True
-        async with self.db.write() as conn:
-            result = await conn.execute(connections.update().where(*where).values(values))
-        return bool(result.rowcount)
+        """Rewrites every ciphertext not under the first key; returns the rows rewritten (a
+        token stored meanwhile by a refresh is never overwritten: storage/sealed_secrets.py)."""
+        table, columns, reseal = SEALED["connections"]
+        return await reseal_table(self.db, self.box, table, columns, reseal, batch)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.ids import new_id
 from interlink.domain.lanes import LanePolicy, LaneState, admit
-from interlink.domain.models import EndpointStatus
+from interlink.domain.models import EndpointKind, EndpointStatus
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
@@ -136,6 +136,16 @@ def requeue(now: float, *where: sa.ColumnElement[bool]) -> sa.Update:
     )
 
 
+class Held(msgspec.Struct, frozen=True):
+    """A delivery as a consumer's ack or nack finds it: its endpoint's kind, its status and
+    the lease on it, and what settling it takes (``claimed``, under that lease)."""
+
+    kind: EndpointKind
+    status: str
+    lease_until: float | None
+    claimed: Claimed
+
+
 class RetryRefused(Exception):
     """The delivery is being sent right now; a second send would race it."""
 
@@ -204,7 +214,16 @@ class Deliveries:
 
     # dispatcher --------------------------------------------------------------------------------
 
-    def _due(self, now: float) -> sa.Select[Any]:
+    def _due(self, now: float, pull: Sequence[str] | None = None) -> sa.Select[Any]:
+        """Due deliveries of active endpoints: push endpoints' (the dispatcher's), or with
+        ``pull``, those pull endpoints' (a consumer's claim)."""
+        if pull is None:
+            kind = endpoints.c.kind == EndpointKind.PUSH.value
+        else:
+            kind = sa.and_(
+                endpoints.c.kind == EndpointKind.PULL.value,
+                deliveries.c.endpoint_id.in_(list(pull)),
+            )
         return (
             sa.select(deliveries.c.id)
             .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
@@ -216,10 +235,12 @@ class Deliveries:
                 deliveries.c.next_attempt_at <= now,
                 endpoints.c.status == EndpointStatus.ACTIVE.value,
                 endpoints.c.deleted_at.is_(None),
+                kind,
             )
         )
 
-    def _candidates(self, now: float, limit: int) -> sa.Select[Any]:
+    @staticmethod
+    def _head() -> sa.ColumnElement[bool]:
         # An ordered endpoint's delivery is due only as the head of its key: no live (or, with
         # on_head_dead = wait, dead) delivery of its key before it in the log
         # (domain/ordering.py; served by ix_deliveries_key_head).
@@ -235,22 +256,35 @@ class Deliveries:
                 endpoints.c.on_head_dead == OnHeadDead.WAIT.value,
             ),
         )
+        return sa.or_(
+            endpoints.c.ordering == Ordering.UNORDERED.value,
+            deliveries.c.key.is_(None),
+            ~before,
+        )
+
+    def _candidates(self, now: float, limit: int, pull: str | None = None) -> sa.Select[Any]:
         pick = (
-            self._due(now)
+            self._due(now, None if pull is None else [pull])
             .add_columns(deliveries.c.endpoint_id)
-            .where(
-                sa.or_(
-                    endpoints.c.ordering == Ordering.UNORDERED.value,
-                    deliveries.c.key.is_(None),
-                    ~before,
-                )
-            )
+            .where(self._head())
             .order_by(deliveries.c.next_attempt_at)
             .limit(limit)
         )
         if not self.db.is_sqlite:
             pick = pick.with_for_update(of=deliveries, skip_locked=True)
         return pick
+
+    async def claimable(self, endpoint_ids: Sequence[str], now: float) -> set[str]:
+        if not endpoint_ids:
+            return set()
+        query = (
+            self._due(now, endpoint_ids)
+            .with_only_columns(deliveries.c.endpoint_id)
+            .where(self._head())
+            .distinct()
+        )
+        async with self.db.read() as conn:
+            return {r.endpoint_id for r in await conn.execute(query)}
 
     async def _lanes(
         self, conn: AsyncConnection, endpoint_ids: list[str], now: float
@@ -325,11 +359,14 @@ class Deliveries:
             rows,
         )
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
+    async def claim_due(
+        self, now: float, limit: int, lease_seconds: float, endpoint_id: str | None = None
+    ) -> list[Claimed]:
         lease_until = now + lease_seconds
         async with self.db.write() as conn:
             candidates = [
-                (r.id, r.endpoint_id) for r in await conn.execute(self._candidates(now, limit))
+                (r.id, r.endpoint_id)
+                for r in await conn.execute(self._candidates(now, limit, endpoint_id))
             ]
             if not candidates:
                 return []
@@ -384,6 +421,8 @@ class Deliveries:
                     endpoints.c.timeout_seconds,
                     endpoints.c.retry_schedule,
                     events.c.trace_context,
+                    events.c.key,
+                    events.c.occurred_at,
                 )
                 .join(events, events.c.id == deliveries.c.event_id)
                 .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
@@ -406,6 +445,8 @@ class Deliveries:
                     retry_schedule=tuple(r.retry_schedule),
                     trace_context=r.trace_context,
                     lane=policies[r.endpoint_id],
+                    key=r.key,
+                    occurred_at=r.occurred_at,
                 )
                 for r in rows
             ]
@@ -415,58 +456,72 @@ class Deliveries:
         if not batch:
             return []
         now = time.time() if now is None else now
+        async with self.db.write() as conn:
+            notices = await self._settle(conn, batch, now, held_only=False)
+        return notices or []
+
+    async def settle_held(self, settled: Settled, now: float) -> bool:
+        async with self.db.write() as conn:
+            return await self._settle(conn, [settled], now, held_only=True) is not None
+
+    async def _settle(
+        self, conn: AsyncConnection, batch: Sequence[Settled], now: float, *, held_only: bool
+    ) -> list[LaneNotice] | None:
+        """The settlement in the caller's transaction; None (nothing written) when
+        ``held_only`` and the one delivery's lease no longer holds."""
         rows = settlement(batch, now)
         if not self.db.is_sqlite:
             _strip_nul(rows.attempts, ("error", "response_excerpt"))
             _strip_nul(rows.deliveries, ("last_error",))
         tenants = {s.claimed.endpoint_id: s.claimed.tenant_id for s in batch}
-        async with self.db.write() as conn:
-            await conn.execute(attempts.insert(), rows.attempts)
-            # Only while our lease holds: a delivery retaken after a lapse is the new holder's.
-            await conn.execute(
-                deliveries.update()
+        # Only while our lease holds: a delivery retaken after a lapse is the new holder's.
+        result = await conn.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.id == sa.bindparam("b_id"),
+                deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
+                deliveries.c.lease_until == sa.bindparam("b_lease"),
+            )
+            .values(
+                status=sa.bindparam("status"),
+                attempt_count=sa.bindparam("attempt_count"),
+                next_attempt_at=sa.bindparam("next_attempt_at"),
+                lease_until=None,
+                last_status_code=sa.bindparam("last_status_code"),
+                last_error=sa.bindparam("last_error"),
+                updated_at=sa.bindparam("updated_at"),
+            ),
+            rows.deliveries,
+        )
+        if held_only and result.rowcount != 1:
+            return None
+        await conn.execute(attempts.insert(), rows.attempts)
+        lanes = settle_lanes(batch, await self._lock_states(conn, tenants, now), now, self._rng)
+        await self._save_lanes(conn, lanes.rows)
+        appended = list(lanes.events)
+        notices = list(lanes.notices)
+        for d in lanes.disabled:
+            result = await conn.execute(
+                endpoints.update()
                 .where(
-                    deliveries.c.id == sa.bindparam("b_id"),
-                    deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
-                    deliveries.c.lease_until == sa.bindparam("b_lease"),
+                    endpoints.c.id == d.endpoint_id,
+                    endpoints.c.tenant_id == d.tenant_id,
+                    endpoints.c.status != EndpointStatus.DISABLED.value,
                 )
                 .values(
-                    status=sa.bindparam("status"),
-                    attempt_count=sa.bindparam("attempt_count"),
-                    next_attempt_at=sa.bindparam("next_attempt_at"),
-                    lease_until=None,
-                    last_status_code=sa.bindparam("last_status_code"),
-                    last_error=sa.bindparam("last_error"),
-                    updated_at=sa.bindparam("updated_at"),
-                ),
-                rows.deliveries,
-            )
-            lanes = settle_lanes(batch, await self._lock_states(conn, tenants, now), now, self._rng)
-            await self._save_lanes(conn, lanes.rows)
-            appended = list(lanes.events)
-            notices = list(lanes.notices)
-            for d in lanes.disabled:
-                result = await conn.execute(
-                    endpoints.update()
-                    .where(
-                        endpoints.c.id == d.endpoint_id,
-                        endpoints.c.tenant_id == d.tenant_id,
-                        endpoints.c.status != EndpointStatus.DISABLED.value,
-                    )
-                    .values(
-                        status=EndpointStatus.DISABLED.value,
-                        disabled_reason=d.reason,
-                        updated_at=now,
-                    )
+                    status=EndpointStatus.DISABLED.value,
+                    disabled_reason=d.reason,
+                    updated_at=now,
                 )
-                if result.rowcount:
-                    appended.append(d.event)
-                    notices.append(d.notice)
-            if appended:
-                await take_append_turn(conn)
-                await conn.execute(events.insert(), [event_row(e) for e in appended])
-            for r in lanes.released:
-                await self._drain(conn, r, now)
+            )
+            if result.rowcount:
+                appended.append(d.event)
+                notices.append(d.notice)
+        if appended:
+            await take_append_turn(conn)
+            await conn.execute(events.insert(), [event_row(e) for e in appended])
+        for r in lanes.released:
+            await self._drain(conn, r, now)
         return notices
 
     async def _drain(self, conn: AsyncConnection, release: Release, now: float) -> None:
@@ -543,6 +598,55 @@ class Deliveries:
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _delivery(row)
+
+    async def held(self, tenant_id: str, delivery_id: str) -> Held | None:
+        """The tenant's delivery with its endpoint's settling policy, for an ack or a nack."""
+        query = (
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.tenant_id,
+                deliveries.c.event_id,
+                deliveries.c.endpoint_id,
+                deliveries.c.status,
+                deliveries.c.attempt_count,
+                deliveries.c.lease_until,
+                deliveries.c.created_at,
+                endpoints.c.kind,
+                endpoints.c.secret,
+                endpoints.c.retry_schedule,
+                endpoints.c.concurrency,
+                endpoints.c.rate_limit,
+                endpoints.c.timeout_seconds,
+                endpoints.c.disable_after_seconds,
+                endpoints.c.breaker,
+            )
+            .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+            .where(deliveries.c.id == delivery_id, deliveries.c.tenant_id == tenant_id)
+        )
+        async with self.db.read() as conn:
+            r = (await conn.execute(query)).first()
+        if r is None:
+            return None
+        policy = policy_of(
+            r.concurrency, r.rate_limit, r.timeout_seconds, r.disable_after_seconds, r.breaker
+        )
+        claimed = Claimed(
+            delivery_id=r.id,
+            tenant_id=r.tenant_id,
+            event_id=r.event_id,
+            endpoint_id=r.endpoint_id,
+            attempt_count=r.attempt_count,
+            lease_until=r.lease_until or 0.0,
+            event_type="",  # settling needs neither the event nor a URL
+            event_data=b"",
+            received_at=r.created_at,
+            url="",
+            secret=r.secret,
+            timeout_seconds=r.timeout_seconds,
+            retry_schedule=tuple(r.retry_schedule),
+            lane=policy,
+        )
+        return Held(EndpointKind(r.kind), r.status, r.lease_until, claimed)
 
     async def find(
         self, tenant_id: str, where: DeliveryFilter, page: Page

@@ -6,7 +6,6 @@ resource is simply not found.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,10 +14,11 @@ import msgspec
 import sqlalchemy as sa
 
 from interlink.domain.circuit_breaker import BreakerPolicy
-from interlink.domain.ids import new_id, new_secret
+from interlink.domain.ids import new_id
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
+    EndpointKind,
     EndpointStatus,
     Envelope,
     SigningSecret,
@@ -29,12 +29,14 @@ from interlink.domain.models import (
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
 from interlink.domain.retry import RetryPolicy
-from interlink.domain.secret_rotation import rotate
+from interlink.domain.secret_rotation import MAX_ENDPOINT_SECRETS, MAX_SECRETS, rotate
+from interlink.storage.api_keys import ApiKeys, insert_key
 from interlink.storage.database import Database
 from interlink.storage.lanes import decode_state, deferred, live_lease
 from interlink.storage.pagination import Page, fetch_page
+from interlink.storage.sealed_secrets import open_secrets, seal
+from interlink.storage.secrets_box import SecretBox
 from interlink.storage.tables import (
-    api_keys,
     deliveries,
     endpoint_lanes,
     endpoints,
@@ -44,38 +46,18 @@ from interlink.storage.tables import (
 )
 
 
-def hash_key(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
-
-
 def _tenant(row: Any) -> Tenant:
     return Tenant(row.id, row.name, row.created_at)
 
 
-def _signing_secret(stored: Any) -> SigningSecret:
-    # Rows written before secrets could expire hold bare strings; both shapes are read.
-    if isinstance(stored, str):
-        return SigningSecret(stored)
-    return msgspec.convert(stored, SigningSecret)
-
-
-def _stored_secrets(secrets: Sequence[SigningSecret]) -> list[str | dict[str, Any]]:
-    # A secret without expiry is stored as the bare string, as before, so a process of the
-    # previous release reading the same database (a rolling upgrade) still understands it.
-    return [
-        s.value if s.expires_at is None else {"value": s.value, "expires_at": s.expires_at}
-        for s in secrets
-    ]
-
-
-def _source(row: Any) -> Source:
+def _source(box: SecretBox, row: Any) -> Source:
     return Source(
         id=row.id,
         tenant_id=row.tenant_id,
         name=row.name,
         verifier=row.verifier,
         verifier_config=dict(row.verifier_config),
-        secrets=tuple(_signing_secret(s) for s in row.secrets),
+        secrets=open_secrets(box, row.secrets),
         envelope=msgspec.convert(row.envelope, Envelope),
         max_body_bytes=row.max_body_bytes,
         tolerance_seconds=row.tolerance_seconds,
@@ -84,13 +66,13 @@ def _source(row: Any) -> Source:
     )
 
 
-def _endpoint(row: Any) -> Endpoint:
+def _endpoint(box: SecretBox, row: Any) -> Endpoint:
     return Endpoint(
         id=row.id,
         tenant_id=row.tenant_id,
         url=row.url,
         description=row.description,
-        secret=row.secret,
+        secrets=open_secrets(box, row.secret),
         status=EndpointStatus(row.status),
         disabled_reason=row.disabled_reason,
         retry=RetryPolicy(schedule=tuple(row.retry_schedule)),
@@ -102,6 +84,7 @@ def _endpoint(row: Any) -> Endpoint:
         rate_limit=None if row.rate_limit is None else msgspec.convert(row.rate_limit, RateLimit),
         disable_after_seconds=row.disable_after_seconds,
         breaker=None if row.breaker is None else msgspec.convert(row.breaker, BreakerPolicy),
+        kind=EndpointKind(row.kind),
     )
 
 
@@ -120,13 +103,22 @@ def _subscription(row: Any) -> Subscription:
 
 
 class Management:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        """``box`` seals the secrets of sources and endpoints (storage/sealed_secrets.py)."""
         self.db = db
+        self.box = box
+        self.keys = ApiKeys(db)
         # Bumped by every change to endpoints or subscriptions made through this process, so
         # caches of routing configuration here drop what they hold at once.
         self.routing_version = 0
         # The same for sources (their secrets), read by the ingest's source cache.
         self.sources_version = 0
+
+    def _source(self, row: Any) -> Source:
+        return _source(self.box, row)
+
+    def _endpoint(self, row: Any) -> Endpoint:
+        return _endpoint(self.box, row)
 
     # tenants and keys --------------------------------------------------------------------------
 
@@ -135,37 +127,14 @@ class Management:
         tenant = Tenant(id=new_id("tenant"), name=name, created_at=time.time())
         async with self.db.write() as conn:
             await conn.execute(tenants.insert().values(msgspec.structs.asdict(tenant)))
-            key = await self._insert_key(conn, tenant.id)
+            _, key = await insert_key(conn, tenant.id)
         return tenant, key
 
     async def create_api_key(self, tenant_id: str) -> str:
-        async with self.db.write() as conn:
-            return await self._insert_key(conn, tenant_id)
-
-    async def _insert_key(self, conn: Any, tenant_id: str) -> str:
-        plaintext = new_secret("ik_", 32)
-        await conn.execute(
-            api_keys.insert().values(
-                id=new_id("api_key"),
-                tenant_id=tenant_id,
-                key_hash=hash_key(plaintext),
-                prefix=plaintext[:10],
-                created_at=time.time(),
-            )
-        )
-        return plaintext
+        return (await self.keys.create(tenant_id))[1]
 
     async def tenant_for_key(self, plaintext: str) -> str | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(api_keys.c.tenant_id).where(
-                        api_keys.c.key_hash == hash_key(plaintext),
-                        api_keys.c.revoked_at.is_(None),
-                    )
-                )
-            ).first()
-        return None if row is None else str(row.tenant_id)
+        return await self.keys.tenant_for_key(plaintext)
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         async with self.db.read() as conn:
@@ -205,7 +174,7 @@ class Management:
         )
         values = msgspec.structs.asdict(source)
         values["envelope"] = msgspec.to_builtins(envelope)
-        values["secrets"] = _stored_secrets(source.secrets)
+        values["secrets"] = seal(self.box, source.secrets)
         async with self.db.write() as conn:
             await conn.execute(sources.insert().values(values))
         return source
@@ -217,13 +186,13 @@ class Management:
             query = query.where(sources.c.tenant_id == tenant_id)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _source(row)
+        return None if row is None else _source(self.box, row)
 
     async def list_sources(self, tenant_id: str, page: Page) -> tuple[list[Source], str | None]:
         query = sources.select().where(
             sources.c.tenant_id == tenant_id, sources.c.deleted_at.is_(None)
         )
-        return await fetch_page(self.db, query, sources.c.id, page, _source)
+        return await fetch_page(self.db, query, sources.c.id, page, self._source)
 
     async def add_source_secret(
         self,
@@ -236,24 +205,56 @@ class Management:
     ) -> Source | None:
         """Rotate: add ``secret``, drop expired ones, let the others expire at
         ``expire_others_at``; None if there is no such source, ValueError from ``rotate``."""
-        where = (
-            sources.c.id == source_id,
-            sources.c.tenant_id == tenant_id,
-            sources.c.deleted_at.is_(None),
+        rotated = await self._rotate(
+            sources.c.secrets, tenant_id, source_id, secret, now, expire_others_at, MAX_SECRETS
         )
+        self.sources_version += 1
+        return None if rotated is None else self._source(rotated)
+
+    async def rotate_endpoint_secret(
+        self, tenant_id: str, endpoint_id: str, secret: str, *, now: float, overlap: float
+    ) -> Endpoint | None:
+        """Rotate: ``secret`` signs from now on; the live ones sign beside it for ``overlap``
+        seconds more (at most: an earlier expiry is kept). None if there is no such endpoint."""
+        rotated = await self._rotate(
+            endpoints.c.secret,
+            tenant_id,
+            endpoint_id,
+            secret,
+            now,
+            now + overlap,
+            MAX_ENDPOINT_SECRETS,
+            updated_at=now,
+        )
+        self.routing_version += 1
+        return None if rotated is None else self._endpoint(rotated)
+
+    async def _rotate(
+        self,
+        column: sa.Column[Any],
+        tenant_id: str,
+        row_id: str,
+        secret: str,
+        now: float,
+        expire_others_at: float | None,
+        limit: int,
+        **also: Any,
+    ) -> Any:
+        """The row after ``domain.secret_rotation.rotate`` of the secrets sealed in ``column``;
+        None if there is no such live row of the tenant."""
+        table = column.table
+        where = (table.c.id == row_id, table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None))
         async with self.db.write() as conn:
             # FOR UPDATE (ignored by SQLite, whose writers queue anyway): two rotations at once
             # must not each add to the same old list and lose one of the new secrets.
-            row = (await conn.execute(sources.select().where(*where).with_for_update())).first()
+            row = (await conn.execute(table.select().where(*where).with_for_update())).first()
             if row is None:
                 return None
-            source = _source(row)
-            secrets = rotate(source.secrets, secret, now, expire_others_at)
-            await conn.execute(
-                sources.update().where(*where).values(secrets=_stored_secrets(secrets))
-            )
-        self.sources_version += 1
-        return msgspec.structs.replace(source, secrets=secrets)
+            held = open_secrets(self.box, getattr(row, column.name))
+            secrets = rotate(held, secret, now, expire_others_at, limit)
+            values = {column.name: seal(self.box, secrets), **also}
+            await conn.execute(table.update().where(*where).values(values))
+            return (await conn.execute(table.select().where(*where))).one()
 
     async def set_source_kit(
         self, tenant_id: str, source_id: str, kit: str | None
@@ -297,6 +298,7 @@ class Management:
         rate_limit: RateLimit | None = None,
         disable_after_seconds: float | None = None,
         breaker: BreakerPolicy | None = None,
+        kind: EndpointKind = EndpointKind.PUSH,
     ) -> Endpoint:
         now = time.time()
         endpoint = Endpoint(
@@ -304,7 +306,7 @@ class Management:
             tenant_id=tenant_id,
             url=url,
             description=description,
-            secret=secret,
+            secrets=(SigningSecret(secret),),
             status=status,
             disabled_reason=None,
             retry=retry,
@@ -316,6 +318,7 @@ class Management:
             rate_limit=rate_limit,
             disable_after_seconds=disable_after_seconds,
             breaker=breaker,
+            kind=kind,
         )
         async with self.db.write() as conn:
             await conn.execute(
@@ -324,7 +327,7 @@ class Management:
                     tenant_id=tenant_id,
                     url=url,
                     description=description,
-                    secret=secret,
+                    secret=seal(self.box, endpoint.secrets),
                     status=status.value,
                     retry_schedule=list(retry.schedule),
                     timeout_seconds=timeout_seconds,
@@ -334,6 +337,7 @@ class Management:
                     rate_limit=_json(rate_limit),
                     disable_after_seconds=disable_after_seconds,
                     breaker=_json(breaker),
+                    kind=kind.value,
                     created_at=now,
                     updated_at=now,
                 )
@@ -349,13 +353,13 @@ class Management:
         )
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _endpoint(row)
+        return None if row is None else _endpoint(self.box, row)
 
     async def list_endpoints(self, tenant_id: str, page: Page) -> tuple[list[Endpoint], str | None]:
         query = endpoints.select().where(
             endpoints.c.tenant_id == tenant_id, endpoints.c.deleted_at.is_(None)
         )
-        return await fetch_page(self.db, query, endpoints.c.id, page, _endpoint)
+        return await fetch_page(self.db, query, endpoints.c.id, page, self._endpoint)
 
     async def update_endpoint(
         self, tenant_id: str, endpoint_id: str, changes: Mapping[str, Any]

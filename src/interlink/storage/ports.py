@@ -64,6 +64,8 @@ class Claimed(msgspec.Struct, frozen=True):
     retry_schedule: tuple[float, ...]
     trace_context: str | None = None
     lane: LanePolicy = LanePolicy()  # the endpoint's policy when it was claimed
+    key: str | None = None  # the event's ordering key (a pull consumer is shown it)
+    occurred_at: float | None = None
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -115,9 +117,18 @@ class DeliveryQueue(Protocol):
         ``CursorMoved`` is raised, so several routers never route a batch twice."""
         ...
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
+    async def claim_due(
+        self, now: float, limit: int, lease_seconds: float, endpoint_id: str | None = None
+    ) -> list[Claimed]:
         """Leases due deliveries their endpoints' lanes admit now (domain.lanes.admit); the
-        ones a lane cannot take are deferred to when it can, their attempts untouched."""
+        ones a lane cannot take are deferred to when it can, their attempts untouched. Push
+        endpoints' deliveries (the dispatcher's); with ``endpoint_id``, that pull endpoint's
+        (a consumer's claim): the same rules, ordered keys' heads included."""
+        ...
+
+    async def claimable(self, endpoint_ids: Sequence[str], now: float) -> set[str]:
+        """Of these pull endpoints, those with a delivery a claim would consider now (due, and
+        its key's head on an ordered endpoint): one query, however many endpoints."""
         ...
 
     async def settle(self, batch: Sequence[Settled], now: float | None = None) -> list[LaneNotice]:
@@ -125,6 +136,12 @@ class DeliveryQueue(Protocol):
         and the outcomes in the endpoints' lanes (breaker, health: disabling, operator events);
         returns the lane changes that took effect (a breaker opened or closed, an endpoint
         disabled by this batch)."""
+        ...
+
+    async def settle_held(self, settled: Settled, now: float) -> bool:
+        """``settle`` of one delivery whose lease must still hold: if it does not (lapsed and
+        claimed again, or settled already), nothing is recorded, not even the attempt, and
+        False is returned. A pull consumer's ack or nack."""
         ...
 
     async def release_all_leases(self, now: float) -> int: ...

@@ -38,6 +38,11 @@ def create_private_file(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
+def narrow_private_file(path: Path) -> None:
+    """An existing private file (a key file), narrowed to 0600 if it is wider."""
+    _narrow(path, 0o600)
+
+
 def _narrow(path: Path, mode: int) -> None:
     try:
         st = path.stat()

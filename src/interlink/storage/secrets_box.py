@@ -1,10 +1,12 @@
 """Encryption at rest for the credentials Interlink holds for tenants (OAuth client secrets and
-tokens): Fernet (AES-128-CBC + HMAC-SHA256) under a list of keys, the first of which encrypts
-and all of which decrypt, so a key can be rotated without a moment in which a row is unreadable.
+tokens, sources' verifying secrets, endpoints' signing secrets): Fernet (AES-128-CBC +
+HMAC-SHA256) under a list of keys, the first of which encrypts and all of which decrypt, so a
+key can be rotated without a moment in which a row is unreadable.
 
 The keys come from ``secrets_key`` (``INTERLINK_SECRETS_KEY``, comma-separated); unset, the
-embedded default keeps one in ``.interlink/secrets.key``, made on first start (mode 0600). A
-deployment of several processes must configure the same keys in each.
+embedded default (SQLite) keeps one in ``.interlink/secrets.key``, made on first start (mode
+0600). On PostgreSQL there is no default: several processes, often on several machines, must
+share the same keys, and a key file made by whichever started first would be on one disk only.
 """
 
 from __future__ import annotations
@@ -15,8 +17,18 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from interlink.config import STATE_DIR
-from interlink.storage.private_files import create_private_file
+from interlink.config import STATE_DIR, ConfigError
+from interlink.storage.private_files import create_private_file, narrow_private_file
+
+# Every Fernet token starts with its version byte (0x80) and a 64-bit timestamp whose high bytes
+# are zero until the year 36812: in url-safe base64, these six characters. Plaintext secrets
+# (whsec_…, a partner's shared secret) never do in practice; ``is_sealed`` tells stored values
+# written before encryption at rest from those written after.
+_FERNET_MARK = "gAAAAA"
+
+
+class SecretsKeyRequired(ConfigError):
+    """PostgreSQL without ``secrets_key``: refused at start-up (see the module's docstring)."""
 
 
 class Secret:
@@ -53,9 +65,10 @@ class SecretBox:
         except (ValueError, TypeError):
             raise ValueError(
                 "a secrets key must be 32 url-safe base64-encoded bytes "
-                "(make one with `interlink connections new-key`)"
+                "(make one with `interlink secrets new-key`)"
             ) from None
         self._fernet = MultiFernet(fernets)
+        self._first = fernets[0]
 
     @staticmethod
     def new_key() -> str:
@@ -72,6 +85,14 @@ class SecretBox:
                 "a stored secret cannot be decrypted with the configured keys"
             ) from None
 
+    def under_first_key(self, ciphertext: str) -> bool:
+        """Whether the first key encrypted ``ciphertext`` (then ``rotate-key`` leaves it)."""
+        try:
+            self._first.decrypt(ciphertext.encode())
+        except InvalidToken:
+            return False
+        return True
+
     def rotate(self, ciphertext: str) -> str:
         """The same secret, encrypted under the first key (decrypted with whichever fits)."""
         try:
@@ -82,12 +103,18 @@ class SecretBox:
             ) from None
 
 
+def is_sealed(stored: str) -> bool:
+    """Whether a stored value is a ciphertext of this box's format (else: plaintext)."""
+    return stored.startswith(_FERNET_MARK)
+
+
 def secrets_keys(configured: Sequence[str], state_dir: Path = STATE_DIR) -> tuple[str, ...]:
     """The configured keys, or the one kept in ``.interlink/secrets.key`` (made on first use)."""
     if configured:
         return tuple(configured)
     path = state_dir / "secrets.key"
     if path.exists():
+        narrow_private_file(path)  # made by a release that did not create it 0600
         return (path.read_text().strip(),)
     key = SecretBox.new_key()
     try:
@@ -97,3 +124,15 @@ def secrets_keys(configured: Sequence[str], state_dir: Path = STATE_DIR) -> tupl
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return (key,)
+
+
+def database_keys(configured: Sequence[str], sqlite: bool) -> tuple[str, ...]:
+    """The keys for a database: on SQLite the configured ones or the key file's; on PostgreSQL
+    only configured ones (SecretsKeyRequired otherwise)."""
+    if not configured and not sqlite:
+        raise SecretsKeyRequired(
+            "PostgreSQL needs INTERLINK_SECRETS_KEY (secrets_key): the key that encrypts "
+            "secrets at rest, the same in every process. Make one with "
+            "`interlink secrets new-key`"
+        )
+    return secrets_keys(configured)

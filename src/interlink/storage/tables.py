@@ -31,6 +31,9 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
+    sa.Column("label", sa.String(200)),  # for people to tell keys apart
+    sa.Column("expires_at", Time),  # none: never
+    sa.Column("last_used_at", Time),  # to the minute (storage/api_keys.py)
 )
 
 sources = sa.Table(
@@ -41,6 +44,8 @@ sources = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("verifier", sa.String(40), nullable=False),
     sa.Column("verifier_config", sa.JSON, nullable=False),
+    # The ciphertext of its secrets (a JSON string; storage/sealed_secrets.py): never plaintext
+    # since migration 0014.
     sa.Column("secrets", sa.JSON, nullable=False),
     sa.Column("envelope", sa.JSON, nullable=False),
     sa.Column("max_body_bytes", sa.Integer, nullable=False),
@@ -58,7 +63,8 @@ endpoints = sa.Table(
     sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("url", sa.String(2048), nullable=False),
     sa.Column("description", sa.String(500), nullable=False),
-    sa.Column("secret", sa.String(200), nullable=False),
+    # The ciphertext of its signing secrets (storage/sealed_secrets.py), since migration 0014.
+    sa.Column("secret", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("disabled_reason", sa.String(500)),
     sa.Column("retry_schedule", sa.JSON, nullable=False),
@@ -70,6 +76,8 @@ endpoints = sa.Table(
     # domain.circuit_breaker.BreakerPolicy, or NULL for its defaults
     sa.Column("breaker", sa.JSON(none_as_null=True)),
     sa.Column("disable_after_seconds", sa.Float),  # none: the default of domain.endpoint_health
+    # push: the dispatcher sends to url; pull: consumers claim (url '', domain.models.EndpointKind)
+    sa.Column("kind", sa.String(8), nullable=False, server_default="push"),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("deleted_at", Time),

@@ -62,16 +62,21 @@ _ACTIVE_DUE = (
     f" WHERE d.status IN ({_DUE}) AND d.next_attempt_at <= ?"
     " AND e.status = 'active' AND e.deleted_at IS NULL"
 )
+# Whose deliveries: push endpoints' (the dispatcher's), or some pull endpoints' (a claim's).
+_PUSH = " AND e.kind = 'push'"
+_PULL = " AND e.kind = 'pull' AND d.endpoint_id IN ({})"
+_FROM = " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
 _CANDIDATES = (
-    "SELECT d.id, d.endpoint_id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
+    "SELECT d.id, d.endpoint_id"
+    + _FROM
     + _ACTIVE_DUE
+    + "{scope}"
     + _HEAD
     + " ORDER BY d.next_attempt_at LIMIT ?"
 )
+_CLAIMABLE = "SELECT DISTINCT d.endpoint_id" + _FROM + _ACTIVE_DUE + _PULL + _HEAD
 _NEXT_DUE = (
-    "SELECT d.next_attempt_at FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
-    + _ACTIVE_DUE
-    + " ORDER BY d.next_attempt_at LIMIT 1"
+    "SELECT d.next_attempt_at" + _FROM + _ACTIVE_DUE + _PUSH + " ORDER BY d.next_attempt_at LIMIT 1"
 )
 _LANES = (
     "SELECT e.id, e.concurrency, e.rate_limit, e.timeout_seconds, e.disable_after_seconds,"
@@ -93,7 +98,8 @@ _SAVE_LANE = (
 )
 _CLAIMED = (
     "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.attempt_count, ev.type, ev.data,"
-    " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context"
+    " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context,"
+    " ev.key, ev.occurred_at"
     " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
     " JOIN events ev ON ev.id = d.event_id WHERE d.id IN ({})"
 )
@@ -171,11 +177,18 @@ class SqliteDeliveryQueue:
 
         await self._driver.write(write)
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[Claimed]:
+    async def claim_due(
+        self, now: float, limit: int, lease_seconds: float, endpoint_id: str | None = None
+    ) -> list[Claimed]:
         lease_until = now + lease_seconds
+        params: tuple[float | str | int, ...]
+        if endpoint_id is None:
+            pick, params = _CANDIDATES.format(scope=_PUSH), (now, limit)
+        else:
+            pick, params = _CANDIDATES.format(scope=_PULL.format("?")), (now, endpoint_id, limit)
 
         def claim(conn: sqlite3.Connection) -> list[Claimed]:
-            candidates = conn.execute(_CANDIDATES, (now, limit)).fetchall()
+            candidates = conn.execute(pick, params).fetchall()
             if not candidates:
                 return []
             endpoint_ids = list({r[1] for r in candidates})
@@ -216,6 +229,8 @@ class SqliteDeliveryQueue:
                     retry_schedule=_schedule.decode(r[11]),
                     trace_context=r[12],
                     lane=policies[r[3]],
+                    key=r[13],
+                    occurred_at=r[14],
                 )
                 for r in rows
             ]
@@ -225,34 +240,46 @@ class SqliteDeliveryQueue:
     async def settle(self, batch: Sequence[Settled], now: float | None = None) -> list[LaneNotice]:
         if not batch:
             return []
-        now = time.time() if now is None else now
+        at = time.time() if now is None else now
+        notices = await self._driver.write(lambda c: self._settle(c, batch, at, held_only=False))
+        return notices or []
+
+    async def settle_held(self, settled: Settled, now: float) -> bool:
+        notices = await self._driver.write(
+            lambda c: self._settle(c, [settled], now, held_only=True)
+        )
+        return notices is not None
+
+    def _settle(
+        self, conn: sqlite3.Connection, batch: Sequence[Settled], now: float, *, held_only: bool
+    ) -> list[LaneNotice] | None:
+        """The settlement in the writer's transaction; None (nothing written) when
+        ``held_only`` and the one delivery's lease no longer holds."""
         rows = settlement(batch, now)
         endpoint_ids = list({s.claimed.endpoint_id for s in batch})
-
-        def write(conn: sqlite3.Connection) -> list[LaneNotice]:
-            conn.executemany(_ATTEMPT, rows.attempts)
-            conn.executemany(_SETTLE, rows.deliveries)
-            states = {
-                e: decode_state(text)
-                for e, text in conn.execute(_STATES.format(_marks(len(endpoint_ids))), endpoint_ids)
-            }
-            lanes = settle_lanes(batch, states, now, self._rng)
-            conn.executemany(_SAVE_LANE, lanes.rows)
-            events = list(lanes.events)
-            notices = list(lanes.notices)
-            for d in lanes.disabled:
-                if conn.execute(_DISABLE, (d.reason, now, d.endpoint_id, d.tenant_id)).rowcount:
-                    events.append(d.event)
-                    notices.append(d.notice)
-            for event in events:
-                conn.execute(INSERT_EVENT, event_values(event))
-            for r in lanes.released:
-                (waiting,) = conn.execute(_WAITING, (r.endpoint_id, now)).fetchone()
-                if waiting:
-                    conn.execute(_DRAIN, (now, r.window(waiting), r.endpoint_id, now))
-            return notices
-
-        return await self._driver.write(write)
+        updated = conn.executemany(_SETTLE, rows.deliveries).rowcount
+        if held_only and updated != 1:
+            return None
+        conn.executemany(_ATTEMPT, rows.attempts)
+        states = {
+            e: decode_state(text)
+            for e, text in conn.execute(_STATES.format(_marks(len(endpoint_ids))), endpoint_ids)
+        }
+        lanes = settle_lanes(batch, states, now, self._rng)
+        conn.executemany(_SAVE_LANE, lanes.rows)
+        events = list(lanes.events)
+        notices = list(lanes.notices)
+        for d in lanes.disabled:
+            if conn.execute(_DISABLE, (d.reason, now, d.endpoint_id, d.tenant_id)).rowcount:
+                events.append(d.event)
+                notices.append(d.notice)
+        for event in events:
+            conn.execute(INSERT_EVENT, event_values(event))
+        for r in lanes.released:
+            (waiting,) = conn.execute(_WAITING, (r.endpoint_id, now)).fetchone()
+            if waiting:
+                conn.execute(_DRAIN, (now, r.window(waiting), r.endpoint_id, now))
+        return notices
 
     async def release_all_leases(self, now: float) -> int:
         def release(conn: sqlite3.Connection) -> int:
@@ -262,6 +289,13 @@ class SqliteDeliveryQueue:
             return released
 
         return await self._driver.write(release)
+
+    async def claimable(self, endpoint_ids: Sequence[str], now: float) -> set[str]:
+        if not endpoint_ids:
+            return set()
+        query = _CLAIMABLE.format(_marks(len(endpoint_ids)))
+        rows = await self._driver.read(lambda c: c.execute(query, (now, *endpoint_ids)).fetchall())
+        return {r[0] for r in rows}
 
     async def next_due_at(self) -> float | None:
         row = await self._driver.read(lambda c: c.execute(_NEXT_DUE, (float("inf"),)).fetchone())

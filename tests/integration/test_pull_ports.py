@@ -1,0 +1,121 @@
+"""Pull endpoints in the storage conformance suite: the claim scoped to one pull endpoint, the
+poller's probe and the held-lease settlement, on every adapter (the ``stores`` fixture of
+test_storage_ports: the SQLite driver, SQLAlchemy on SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.integration import test_storage_ports
+from tests.integration.test_storage_ports import Stores, endpoint, routed
+
+from interlink.domain.circuit_breaker import BreakerPolicy
+from interlink.domain.delivery import DeliveryStatus
+from interlink.domain.models import EndpointKind
+from interlink.domain.ordering import Ordering
+from interlink.domain.pull import Answer, settle_answer
+from interlink.domain.retry import RetryPolicy
+from interlink.storage.ports import Claimed, Settled
+
+PULL = EndpointKind.PULL
+stores = test_storage_ports.stores  # the fixture: every adapter
+
+
+def answered(c: Claimed, answer: Answer, now: float) -> Settled:
+    result, decision = settle_answer(
+        c.attempt_count, answer, 0.0, RetryPolicy(schedule=c.retry_schedule, jitter=0)
+    )
+    return Settled(c, now, result, decision)
+
+
+async def test_pull_deliveries_wait_for_their_claim_and_push_ones_for_the_dispatcher(
+    stores: Stores,
+) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    push = await endpoint(stores, t.id)
+    pull = await endpoint(stores, t.id, kind=PULL)
+    (to_push,) = await routed(stores, t.id, push, ["k"], name="a")
+    (to_pull,) = await routed(stores, t.id, pull, ["k"], name="b")
+    now = time.time() + 1
+    assert await stores.queue.claimable([pull, push], now) == {pull}
+    assert await stores.queue.next_due_at() is not None
+    (sent,) = await stores.queue.claim_due(now, 10, 30)  # the dispatcher: push only
+    assert sent.delivery_id == to_push
+    assert await stores.queue.next_due_at() is not None  # only the push lease
+    assert await stores.queue.claim_due(now, 10, 30, push) == []  # a push endpoint: not claimed
+    (claimed,) = await stores.queue.claim_due(now, 10, 30, pull)
+    assert claimed.delivery_id == to_pull and claimed.key == "k"
+    assert claimed.event_data == b'{"n": 1}' and claimed.attempt_count == 0
+    assert await stores.queue.claimable([pull], now) == set()  # leased
+
+
+async def test_an_ordered_pull_endpoint_offers_only_each_keys_head(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, kind=PULL, ordering=Ordering.ORDERED)
+    ids = await routed(stores, t.id, ep, ["a", "b", "a", "a"])
+    now = time.time() + 1
+    first = await stores.queue.claim_due(now, 100, 30, ep)
+    assert sorted(c.delivery_id for c in first) == sorted(ids[:2])
+    assert await stores.queue.claimable([ep], now) == set()  # heads leased: nothing to wake for
+    head_a = next(c for c in first if c.delivery_id == ids[0])
+    assert await stores.queue.settle_held(answered(head_a, Answer(True), now), now)
+    assert await stores.queue.claimable([ep], now) == {ep}
+    (second,) = await stores.queue.claim_due(now, 100, 30, ep)
+    assert second.delivery_id == ids[2]
+
+
+async def test_an_answer_under_a_lost_lease_settles_nothing(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, kind=PULL)
+    (delivery,) = await routed(stores, t.id, ep, [None])
+    now = time.time() + 1
+    (old,) = await stores.queue.claim_due(now, 10, lease_seconds=1, endpoint_id=ep)
+    (new,) = await stores.queue.claim_due(now + 2, 10, 30, ep)  # lapsed, claimed again
+    assert new.lease_until != old.lease_until
+    assert not await stores.queue.settle_held(answered(old, Answer(True), now + 2), now + 2)
+    assert await stores.deliveries.attempts(t.id, delivery) == []  # not even the attempt
+    assert await stores.queue.settle_held(answered(new, Answer(True), now + 2), now + 2)
+    d = await stores.deliveries.get(t.id, delivery)
+    assert d is not None and d.status == DeliveryStatus.SUCCEEDED and d.attempt_count == 1
+    # settled: the same lease again settles nothing either
+    assert not await stores.queue.settle_held(answered(new, Answer(True), now + 3), now + 3)
+    assert len(await stores.deliveries.attempts(t.id, delivery)) == 1
+
+
+async def test_nacks_follow_the_retry_schedule_to_a_dead_letter_that_redrives(
+    stores: Stores,
+) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, kind=PULL, retry=RetryPolicy(schedule=(0, 60)))
+    (delivery,) = await routed(stores, t.id, ep, [None])
+    now = time.time() + 1
+    (c,) = await stores.queue.claim_due(now, 10, 30, ep)
+    assert await stores.queue.settle_held(answered(c, Answer(False, "boom"), now), now)
+    d = await stores.deliveries.get(t.id, delivery)
+    assert d is not None and d.status == DeliveryStatus.SCHEDULED
+    assert d.next_attempt_at is not None and d.next_attempt_at > now + 30
+    assert await stores.queue.claim_due(now, 10, 30, ep) == []  # not before its retry
+    (c,) = await stores.queue.claim_due(now + 61, 10, 30, ep)
+    assert c.attempt_count == 1
+    assert await stores.queue.settle_held(answered(c, Answer(False, "again"), now + 61), now + 61)
+    d = await stores.deliveries.get(t.id, delivery)
+    assert d is not None and d.status == DeliveryStatus.DEAD and d.last_error == "again"
+    assert [a.error for a in await stores.deliveries.attempts(t.id, delivery)] == ["boom", "again"]
+    assert await stores.deliveries.retry(t.id, delivery) is not None  # redrive, in place
+    (c,) = await stores.queue.claim_due(time.time() + 1, 10, 30, ep)
+    assert c.delivery_id == delivery and c.attempt_count == 2
+
+
+async def test_concurrent_consumers_never_hold_the_same_delivery(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(
+        stores, t.id, kind=PULL, concurrency=100, breaker=BreakerPolicy(min_attempts=100)
+    )
+    ids = await routed(stores, t.id, ep, [None] * 40)
+    now = time.time() + 1
+    batches = await asyncio.gather(*(stores.queue.claim_due(now, 7, 30, ep) for _ in range(8)))
+    claimed = [c.delivery_id for batch in batches for c in batch]
+    assert len(claimed) == len(set(claimed))
+    rest = [c.delivery_id for c in await stores.queue.claim_due(now, 100, 30, ep)]
+    assert sorted(claimed + rest) == sorted(ids)
