@@ -80,6 +80,10 @@ async def test_a_renamed_operation_or_field_fails_the_drift_check(harness: Harne
 async def test_publish_manage_and_list_with_the_sdk(sdk: AsyncInterlink) -> None:
     created = await sdk.create_endpoint("https://example.com/hooks", ordering="ordered")
     assert created.secret and created.endpoint.ordering == "ordered"
+    assert (created.endpoint.kind, created.endpoint.url) == ("push", "https://example.com/hooks")
+    pull = await sdk.create_endpoint(kind="pull")
+    assert (pull.endpoint.kind, pull.endpoint.url) == ("pull", None)
+    await sdk.delete_endpoint(pull.endpoint.id)
     sub = await sdk.create_subscription(created.endpoint.id, ["order.*"])
     assert (await sdk.get_subscription(sub.id)).event_types == ["order.*"]
 

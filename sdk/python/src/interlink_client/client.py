@@ -147,9 +147,9 @@ class AsyncInterlink:
     ) -> Page[Endpoint]:
         return await self.call(ops.LIST_ENDPOINTS, query={"limit": limit, "cursor": cursor})
 
-    async def create_endpoint(self, url: str, **settings: Any) -> EndpointCreated:
-        """``settings``: description, secret, ordering, concurrency, retry_schedule,
-        timeout_seconds (models.NewEndpoint)."""
+    async def create_endpoint(self, url: str | None = None, **settings: Any) -> EndpointCreated:
+        """``settings``: kind, description, secret, ordering, concurrency, retry_schedule,
+        timeout_seconds (models.NewEndpoint); a pull endpoint (``kind="pull"``) has no url."""
         return await self.call(ops.CREATE_ENDPOINT, body=NewEndpoint(url=url, **settings))
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:

@@ -50,7 +50,8 @@ class SourceCreated(_Out):
 class Endpoint(_Out):
     schema_name: ClassVar[str] = "EndpointOut"
     id: str
-    url: str
+    kind: str  # "push": delivered to its url; "pull": claimed by consumers (no url)
+    url: str | None
     description: str
     status: str
     ordering: str
@@ -64,7 +65,7 @@ class Endpoint(_Out):
 class EndpointCreated(_Out):
     schema_name: ClassVar[str] = "EndpointCreated"
     endpoint: Endpoint
-    secret: str  # shown once: verify Interlink's signatures with it
+    secret: str | None  # shown once (push): verify Interlink's signatures with it
 
 
 class Subscription(_Out):
@@ -122,7 +123,8 @@ class NewSource(_In):
 
 
 class NewEndpoint(_In):
-    url: str
+    url: str | None = None  # required for a push endpoint
+    kind: str | None = None  # "push" (the default) or "pull"
     description: str | None = None
     secret: str | None = None
     ordering: str | None = None  # "ordered": one key's events one at a time, in order

@@ -63,7 +63,7 @@ class Interlink:
     def list_endpoints(self, **query: Any) -> Page[Endpoint]:
         return self._run(self._client.list_endpoints(**query))
 
-    def create_endpoint(self, url: str, **settings: Any) -> EndpointCreated:
+    def create_endpoint(self, url: str | None = None, **settings: Any) -> EndpointCreated:
         return self._run(self._client.create_endpoint(url, **settings))
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint:
