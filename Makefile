@@ -7,9 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
 	@echo "==> making a virtualenv in $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "==> installing Interlink and its dev tools into $(VENV) (about 30 s the first time)"
 	@$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
+	@echo "==> installing the Python SDK (sdk/python, with its outbox extra) into $(VENV)"
+	@$(BIN)/python -m pip install --progress-bar off -e 'sdk/python[outbox]'
 	@touch $(STAMP)
 	@echo "==> ready: $(BIN)/interlink"
 
@@ -33,8 +35,8 @@ up: $(STAMP)
 	$(BIN)/interlink up
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench sdk/python
+	$(BIN)/ruff format --check src tests bench sdk/python
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -65,6 +67,9 @@ bench-lanes: $(BENCH_STAMP)  ## delivery-lane ratios (about 4 minutes); fails wh
 
 bench-publish: $(BENCH_STAMP)  ## publish API events/s against Celery task publish (about a minute)
 	$(BIN)/python -m bench.publish
+
+bench-outbox: $(BENCH_STAMP)  ## outbox relay events/s against a Celery relay (under a minute)
+	$(BIN)/python -m bench.outbox
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +94,10 @@ async def _post_all(base: str, key: str, batches: list[list[dict[str, Any]]], se
     return new
 
 
-def interlink(batches: list[list[dict[str, Any]]], senders: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="interlink-publish-bench-"))
+@contextlib.contextmanager
+def interlink_up(name: str) -> Iterator[tuple[str, str]]:
+    """``interlink up`` (SQLite) in a fresh directory: its base URL and a new tenant's key."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"interlink-{name}-bench-"))
     port = free_port()
     env = {k: v for k, v in base_env().items() if not k.startswith("INTERLINK_")}
     env.update(
@@ -114,18 +118,22 @@ def interlink(batches: list[list[dict[str, Any]]], senders: int) -> dict[str, An
         wait_until(lambda: http_ok(f"{base}/healthz"), timeout=60, what="interlink up")
         made = httpx.post(
             f"{base}/api/v1/tenants",
-            json={"name": "publisher"},
+            json={"name": name},
             headers={"Authorization": f"Bearer {ADMIN_KEY}"},
         )
         made.raise_for_status()
-        key = made.json()["api_key"]
+        yield base, made.json()["api_key"]
+    finally:
+        service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def interlink(batches: list[list[dict[str, Any]]], senders: int) -> dict[str, Any]:
+    with interlink_up("publisher") as (base, key):
         asyncio.run(_post_all(base, key, batches[:5], senders))  # warm-up (not counted)
         started = time.perf_counter()
         new = asyncio.run(_post_all(base, key, batches[5:], senders))
         seconds = time.perf_counter() - started
-    finally:
-        service.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     sent = sum(len(b) for b in batches[5:])
     return {"events": sent, "new": new, "seconds": seconds, "events_per_s": sent / seconds}
 
@@ -138,23 +146,31 @@ def _redis_script(*args: str) -> int:
     return subprocess.run(["bash", str(script), *args], capture_output=True, check=False).returncode
 
 
-def baseline(batches: list[list[dict[str, Any]]], senders: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def celery_redis(name: str) -> Iterator[str]:
+    """Redis (scripts/redis.sh's, started if it is not running) configured as the baseline's
+    Celery broker: its URL."""
     port = os.environ.get("BENCH_REDIS_PORT", "6390")
     owns_redis = _redis_script("status", port) != 0
     if owns_redis and _redis_script("start", port) != 0:
         raise RuntimeError(f"cannot start Redis on 127.0.0.1:{port} (scripts/redis.sh)")
     url = f"redis://127.0.0.1:{port}/{REDIS_DB}"
-    workdir = Path(tempfile.mkdtemp(prefix="baseline-publish-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"baseline-{name}-bench-"))
     try:
         from bench.baselines.fastapi_celery.config import ENV, Config, dump
 
         dump(Config(redis_url=url, tolerance_seconds=300, sources={}, endpoints={}), workdir / "c")
         os.environ[ENV] = str(workdir / "c")
-        return _publish_with_celery(url, batches, senders)
+        yield url
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if owns_redis:
             _redis_script("stop", port)
+
+
+def baseline(batches: list[list[dict[str, Any]]], senders: int) -> dict[str, Any]:
+    with celery_redis("publish") as url:
+        return _publish_with_celery(url, batches, senders)
 
 
 def _publish_with_celery(
