@@ -85,8 +85,9 @@ def _schemathesis(
         # a property of the generator, not of the API.
         "--suppress-health-check",
         "filter_too_much,too_slow",
+        # Longer than the longest long poll (a pull claim waits up to 30 s by design).
         "--request-timeout",
-        "30",
+        "45",
         "--report",
         "junit",
         "--report-junit-path",
