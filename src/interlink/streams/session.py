@@ -143,7 +143,10 @@ class StreamSession:
             if sub.ended is not None:
                 return
             try:
-                await asyncio.wait_for(sub.ready.wait(), self.heartbeat)
+                # asyncio.timeout, not wait_for: wait_for makes a task per wait, and this
+                # wait ends once per batch for every connection.
+                async with asyncio.timeout(self.heartbeat):
+                    await sub.ready.wait()
             except TimeoutError:
                 await sink.heartbeat()
 
