@@ -110,7 +110,7 @@ class StreamSession:
         if self.resume is None:
             return []
         with tenant_scope(self.tenant_id):
-            bounds = await self.log.bounds()
+            bounds = await self.log.bounds(self.tenant_id)
         asked = self.resume
         if bounds.first is not None and asked < bounds.first - 1:
             detail = (
