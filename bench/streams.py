@@ -107,7 +107,7 @@ def overflows(url: str) -> float:
 
 
 async def _append(
-    url: str, source: str, secret: str, rate: float, total: int, prefix: str = "m"
+    url: str, source: str, secret: str, rate: float, total: int, prefix: str = "m", pad: int = 0
 ) -> dict[str, Any]:
     started = time.monotonic()
     refused = 0
@@ -119,7 +119,7 @@ async def _append(
             n, next_n = next_n, next_n + 1
             await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
             kind = "booking.created" if n % 2 == 0 else "payment.succeeded"
-            data = b'{"n":%d,"sent":%.6f}' % (n, time.time())
+            data = b'{"n":%d,"pad":"%s","sent":%.6f}' % (n, b"x" * pad, time.time())
             body = b'{"type":"%s","data":%s}' % (kind.encode(), data)
             payload, headers = signed(secret, f"{prefix}{n}", body)
             async with http.post(f"{url}/in/{source}", data=payload, headers=headers) as r:
@@ -133,9 +133,9 @@ async def _append(
 
 
 def run_appender(
-    url: str, source: str, secret: str, rate: float, total: int, pipe: Connection
+    url: str, source: str, secret: str, rate: float, total: int, pad: int, pipe: Connection
 ) -> None:
-    pipe.send(asyncio.run(_append(url, source, secret, rate, total)))
+    pipe.send(asyncio.run(_append(url, source, secret, rate, total, pad=pad)))
 
 
 # the run ------------------------------------------------------------------------------------
@@ -215,7 +215,8 @@ def run(args: argparse.Namespace, url: str, host: str, port: int, pid: int) -> d
         pipe.send(("go", expect, deadline))
     cpu0, started = cpu_seconds(pid), time.monotonic()
     ours, theirs = mp.Pipe()
-    appender = mp.Process(target=run_appender, args=(url, source, secret, args.rate, total, theirs))
+    appending = (url, source, secret, args.rate, total, args.pad, theirs)
+    appender = mp.Process(target=run_appender, args=appending)
     appender.start()
     cut_after = _watch(url, ours, started, len(stalled), max(60.0, 6 * args.seconds))
     appended = ours.recv()
@@ -240,6 +241,7 @@ def run(args: argparse.Namespace, url: str, host: str, port: int, pid: int) -> d
         stalled_clients=args.stalled,
         stalled_cut_after_s=None if cut_after is None else round(cut_after, 1),
         queue_size=args.queue_size,
+        pad_bytes=args.pad,
     )
     return result
 
@@ -276,6 +278,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="events appended a second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--queue-size", type=int, default=1000, help="stream_queue_size")
+    parser.add_argument(
+        "--pad",
+        type=int,
+        default=0,
+        help="bytes of padding in each event (a stalled client's socket buffers fill sooner)",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))

@@ -103,16 +103,16 @@ class SseStream:
                 ],
             }
         )
-        self.recorder.stream_opened("sse")
         sink = _SseSink(send, _abort_of(scope))
-        await sink._body(b"retry: %d\n\n" % SSE_RETRY_MS)
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
+        self.recorder.stream_opened("sse")
         reason = "send_failed"
         try:
+            await sink._body(b"retry: %d\n\n" % SSE_RETRY_MS)
             reason = await self.session.run(sink, disconnected())
         finally:
             _closed(self.session, self.recorder, "sse", reason)
