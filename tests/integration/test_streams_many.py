@@ -78,8 +78,8 @@ async def test_ten_thousand_events_of_two_tenants_reach_only_their_own(
     tmp_path: Path, canary: Sweep
 ) -> None:
     """Clients of two tenants connected alternately (A, B, A, B …, each transport and filter
-    shape), 10,000 events appended alternately for A and B: not one foreign event, and each
-    client has all of its own that its filter matches."""
+    shape, by key or by stream token), 10,000 events appended alternately for A and B: not one
+    foreign event, and each client has all of its own that its filter matches."""
     async with listening(tmp_path, canary) as s:
         tenants = [await s.tenant("a"), await s.tenant("b")]
         shapes: list[dict[str, str]] = [{}, {"types": "booking.*"}, {"key": "k1,k2"}, {"from": "0"}]
@@ -90,9 +90,12 @@ async def test_ten_thousand_events_of_two_tenants_reach_only_their_own(
             received = Received()
             read = sse if (i // 2) % 2 == 0 else ws
             key = tenants[owner][0]
-            tasks.append(
-                asyncio.create_task(read(s.url, received, headers=s.auth(key), params=params))
-            )
+            # The second half by a stream token of its tenant (as a browser), not the key.
+            headers, auth = s.auth(key), {}
+            if i >= 8:
+                headers, auth = {}, {"token": await s.token(key)}
+            reading = read(s.url, received, headers=headers, params=params | auth)
+            tasks.append(asyncio.create_task(reading))
             clients.append((owner, params, received))
         await until(lambda: s.system.stream_hub.connections == 16, what="16 connections")
         appended: list[list[int]] = [[], []]
