@@ -61,12 +61,11 @@ class StreamLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def bounds(self, tenant_id: str) -> LogBounds:
-        """The oldest and newest positions of a tenant's events (by ``ix_events_tenant_seq`` on
-        PostgreSQL: two index lookups, however many other tenants' events there are)."""
-        query = sa.select(sa.func.min(events.c.seq), sa.func.max(events.c.seq)).where(
-            events.c.tenant_id == tenant_id
-        )
+    async def bounds(self) -> LogBounds:
+        """The oldest and newest positions of the whole log (read in the system scope): retention
+        drops the log's oldest events whatever their tenant, so what is no longer kept is told
+        by the log's first position, not by a tenant's first event (which may simply be late)."""
+        query = sa.select(sa.func.min(events.c.seq), sa.func.max(events.c.seq))
         async with self.db.read() as conn:
             first, last = (await conn.execute(query)).one()
         return LogBounds(None if first is None else int(first), int(last or 0))

@@ -1,9 +1,10 @@
 """A tenant's events by log position: ``ix_events_tenant_seq`` (PostgreSQL)
 
 A stream's replay (storage/stream_log.replay: one tenant's events in (after, upto], in log
-order) and the bounds of a tenant's log otherwise walk ``ix_events_seq`` over every tenant's
-events in the range and filter them, so a tenant resuming after an hour reads the hour of
-every tenant. With ``(tenant_id, seq)`` it reads its own rows only.
+order) otherwise walks either ``ix_events_seq`` over every tenant's events in the range,
+filtering the others out, or ``ix_events_tenant_id`` over every event the tenant ever had,
+then sorts: a tenant with a small share of a long log, resuming after a short drop, pays for
+one or the other. With ``(tenant_id, seq)`` it reads its own rows in the range and no more.
 
 ``events`` is partitioned by day on PostgreSQL: the index is made ``ON ONLY`` the parent
 (invalid, and partitions made from then on get theirs), then built ``CONCURRENTLY`` on each
