@@ -121,6 +121,13 @@ async def test_ten_thousand_events_of_two_tenants_reach_only_their_own(
             timeout=120,
             what="every client's events",
         )
+        # And one of each tenant resuming from 0 once all is appended: a replay through both
+        # tenants' positions (B's first event comes after A's: not "history lost").
+        late = [Received(), Received()]
+        for owner in (0, 1):
+            headers = s.auth(tenants[owner][0])
+            await sse(s.url, late[owner], headers=headers, params={"from": "0"}, until=5000)
+            clients.append((owner, {"from": "0"}, late[owner]))
         await asyncio.sleep(0.5)  # anything foreign or extra would have arrived by now
         for t in tasks:
             t.cancel()
@@ -131,3 +138,4 @@ async def test_ten_thousand_events_of_two_tenants_reach_only_their_own(
         assert set(received.positions) <= set(appended[owner])
         assert received.positions == sorted(set(received.positions))
         assert len(received.events) == want[(owner, tuple(sorted(params.items())))]
+        assert received.notices == [], received.notices
