@@ -259,6 +259,7 @@ class Interlink:
             StreamLog(self.db),
             poll_interval=settings.poll_interval_seconds,
             queue_size=settings.stream_queue_size,
+            batch_seconds=settings.stream_batch_seconds,
         )
         self.commit = GroupCommit(self.log_writer, on_commit=self._appended)
         self.jobs = Jobs(self.db, self.deliveries)
@@ -292,6 +293,7 @@ class Interlink:
                     StreamLog(self.db),
                     token_key(admin_key(settings)),
                     settings.stream_heartbeat_seconds,
+                    self.metrics,
                 ),
                 consumers=self.consumers,
             )

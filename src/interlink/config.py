@@ -95,9 +95,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Realtime streams (GET /api/v1/stream, /api/v1/ws): a connection's queue holds at most
     # stream_queue_size events (a client further behind is told where to resume and
     # disconnected); an idle stream gets a heartbeat every stream_heartbeat_seconds (SSE comment,
-    # WebSocket ping and message).
+    # WebSocket ping and message). The hub reads the log at most once per
+    # stream_batch_seconds: appends in between reach every connection as one batch (one write
+    # per connection, not one per append), for that much latency at most.
     stream_queue_size: int = 1000
     stream_heartbeat_seconds: float = 15.0
+    stream_batch_seconds: float = 0.05
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_FIELDS:
@@ -140,6 +143,7 @@ _POSITIVE_FIELDS = (
     "http_shutdown_timeout_seconds",
     "stream_queue_size",
     "stream_heartbeat_seconds",
+    "stream_batch_seconds",
 )
 _LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
 _MAP_FIELDS = {"partner_api_urls"}

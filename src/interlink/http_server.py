@@ -27,14 +27,16 @@ import json
 import signal
 import socket
 from asyncio import TimerHandle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 if TYPE_CHECKING:
     from interlink.config import Settings
@@ -299,13 +301,35 @@ def _offer_abort(scope: Any, transport: asyncio.BaseTransport) -> None:
         extensions[ABORT_EXTENSION] = {"abort": transport.close}
 
 
+# A stream sends its events in batches; through ASGI each WebSocket message is a write (a
+# syscall) of its own. ``interlink.ws.send_texts`` frames a batch and writes it at once.
+SEND_TEXTS_EXTENSION = "interlink.ws.send_texts"
+
+
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol (websockets' sans-I/O), with ``interlink.abort``."""
+    """uvicorn's WebSocket protocol (websockets' sans-I/O), with ``interlink.abort`` and
+    ``interlink.ws.send_texts``."""
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
-        # The application's task was only scheduled: it sees the extension.
+        # The application's task was only scheduled: it sees the extensions.
         _offer_abort(self.scope, self.transport)
+        extensions = self.scope.get("extensions")
+        if extensions is not None:
+            extensions[SEND_TEXTS_EXTENSION] = {"send": self.send_texts}
+
+    async def send_texts(self, texts: Sequence[bytes]) -> None:
+        """Text messages (UTF-8) in one write, once the connection is open; framed (and
+        compressed, if negotiated) by the protocol as ``websocket.send`` would."""
+        await self.writable.wait()  # flow control, as for every send
+        if self.disconnected or self.close_sent or not self.handshake_complete:
+            raise ClientDisconnected()
+        try:
+            for text in texts:
+                self.conn.send_text(text)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
 
 def limited_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:

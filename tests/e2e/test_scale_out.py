@@ -35,6 +35,7 @@ from tests.e2e.test_ingest_to_delivery import (
     send_webhooks,
     wait_until_delivered,
 )
+from tests.integration.streams_support import Received, sse, ws
 
 from interlink.storage.secrets_box import SecretBox
 
@@ -221,3 +222,51 @@ async def test_postgres_crashing_under_load_gives_503_then_recovers_losing_nothi
 
 def _postgres(command: str) -> None:
     subprocess.run(["bash", str(REPO / "scripts/postgres.sh"), command], check=True)
+
+
+async def test_streams_on_two_api_processes_carry_every_event_a_third_ingests(
+    cluster: Callable[[str, tuple[str, ...]], InterlinkProcess],
+    http: aiohttp.ClientSession,
+    canary: Sweep,
+) -> None:
+    """Two `api` processes and the ingest in a third: SSE and WebSocket clients of either see
+    every event, once, in log order (each api process's hub is woken by NOTIFY and reads the
+    database; it appends nothing itself)."""
+    front = cluster("ingest", ("ingress", "router", "dispatcher", "scheduler"))
+    await front.start()
+    apis = [cluster(f"api{i}", ("api",)) for i in (1, 2)]
+    await asyncio.gather(*(p.start() for p in apis))
+    management = Api(http, apis[0], canary)
+    tenant = await management.tenant("acme")
+    source = await management.source(tenant, "shop")
+    auth = {"Authorization": f"Bearer {tenant.key}"}
+    total = 300
+    plan = [(apis[0], sse), (apis[0], ws), (apis[1], sse), (apis[1], ws)]
+    received = [Received() for _ in plan]
+    reading = [
+        asyncio.create_task(read(p.base_url, got, headers=auth, until=total))
+        for (p, read), got in zip(plan, received, strict=True)
+    ]
+    for p in apis:
+        await wait_for(lambda p=p: _streams_open(http, p), timeout=20, what="its 2 streams open")
+    messages = [order_message(n) for n in range(total)]
+    ingest = Api(http, front, canary)
+    replies, _ = await send_webhooks(ingest, source, messages, concurrency=8)
+    assert all(r.status == 202 for r in replies.values())
+    await asyncio.wait_for(asyncio.gather(*reading), 60)
+    ids = {r.body["id"] for r in replies.values()}
+    for got in received:
+        assert {e["id"] for e in got.events} == ids
+        assert got.positions == sorted(set(got.positions))  # in log order, each once
+
+
+async def _streams_open(http: aiohttp.ClientSession, p: InterlinkProcess) -> bool:
+    """Whether ``p`` has both its streams open (its interlink_stream_connections)."""
+    async with http.get(f"{p.base_url}/metrics") as r:
+        text = await r.text()
+    open_ = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("interlink_stream_connections{")
+    )
+    return open_ == 2

@@ -214,10 +214,15 @@ async def test_a_client_that_stops_reading_is_disconnected_and_hurts_nobody(
         cut_after = time.monotonic() - started
         await asyncio.wait_for(reading, 30)
         stalled.close()
+        await until(lambda: s.system.stream_hub.connections == 0)
+        metrics = (await s.client.get("/metrics")).text
     assert healthy.positions == appended
     assert cut_after < 20  # a wide bound: it is cut once its queue overflows, not at a timeout
     closed = [json.loads(line) for line in canary.log_lines() if "streams.closed" in line]
     assert any(c["reason"] == "overflow" for c in closed), closed
+    # Counted for /metrics too: the overflow, and no stream left open.
+    assert 'interlink_streams_closed_total{reason="overflow",transport="sse"} 1.0' in metrics
+    assert 'interlink_stream_connections{transport="sse"} 0.0' in metrics
 
 
 async def test_shutdown_with_streams_open_ends_well_before_the_deadline(

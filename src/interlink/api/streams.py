@@ -209,7 +209,7 @@ async def sse_stream(
         await session.open()
     except HubClosed:
         raise ClientException("the server is shutting down; reconnect", status_code=503) from None
-    return SseStream(session)
+    return SseStream(session, streams.recorder)
 
 
 @websocket("/api/v1/ws")
@@ -240,7 +240,7 @@ async def ws_stream(socket: WebSocket[Any, Any, Any], ctx: ApiContext) -> None:
     except HubClosed:
         await _refuse(socket, 503, "the server is shutting down; reconnect")
         return
-    await serve_websocket(socket, session)
+    await serve_websocket(socket, session, streams.recorder)
 
 
 async def _refuse(socket: WebSocket[Any, Any, Any], status: int, detail: str) -> None:

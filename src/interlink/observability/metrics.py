@@ -219,6 +219,22 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        # Realtime streams: what is open now in this process, and why streams ended (an
+        # "overflow" is a client that fell more than stream_queue_size events behind).
+        self.stream_connections = Gauge(
+            "interlink_stream_connections",
+            "Realtime stream connections open, by transport (sse, ws).",
+            ["transport"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.streams_closed = Counter(
+            "interlink_streams_closed",
+            "Realtime streams ended, by transport and reason (disconnected, overflow, "
+            "shutdown, send_failed, ended).",
+            ["transport", "reason"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, str], Any] = {}
         self._rejections: dict[tuple[str, str], Any] = {}
         self._attempts: dict[tuple[str, str], Any] = {}
@@ -230,6 +246,13 @@ class Metrics:
             prometheus_client.ProcessCollector(registry=r)
 
     # the hot path --------------------------------------------------------------------------
+
+    def stream_opened(self, transport: str) -> None:
+        self.stream_connections.labels(transport).inc()
+
+    def stream_closed(self, transport: str, reason: str) -> None:
+        self.stream_connections.labels(transport).dec()
+        self.streams_closed.labels(transport, reason).inc()
 
     def ingest(
         self,

@@ -62,6 +62,9 @@ class StreamLog:
         self.db = db
 
     async def bounds(self) -> LogBounds:
+        """The oldest and newest positions of the whole log (read in the system scope): retention
+        drops the log's oldest events whatever their tenant, so what is no longer kept is told
+        by the log's first position, not by a tenant's first event (which may simply be late)."""
         query = sa.select(sa.func.min(events.c.seq), sa.func.max(events.c.seq))
         async with self.db.read() as conn:
             first, last = (await conn.execute(query)).one()

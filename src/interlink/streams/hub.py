@@ -79,6 +79,7 @@ class StreamHub:
         poll_interval: float,
         queue_size: int,
         batch: int = 1000,
+        batch_seconds: float = 0.0,
         gap_hold: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -89,6 +90,9 @@ class StreamHub:
         # client that is keeping up.
         self._batch = max(1, min(batch, queue_size // 2))
         self._gap_hold = gap_hold
+        # The least time between two reads: appends in between go out as one batch, so a busy
+        # log costs each connection a write per interval, not one per append.
+        self._batch_seconds = batch_seconds
         self._now = monotonic
         # tenant → filter → subscriptions: a filter is matched once per event, however many
         # connections share it.
@@ -165,19 +169,22 @@ class StreamHub:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             try:
-                await self._read()
+                if await self._read() and self._batch_seconds:
+                    await asyncio.sleep(self._batch_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database away: try again next interval
                 log.warning("streams.read_failed", error=repr(exc))
 
-    async def _read(self) -> None:
+    async def _read(self) -> bool:
+        """Reads and fans out what follows the position; answers whether anything did."""
+        fanned = False
         while self._count and self._position is not None and not self.closed:
             position, generation = self._position, self._generation
             with system_scope("stream hub: the log for every connection"):
                 batch = await self._log.read_after(position, self._batch)
             if generation != self._generation:
-                return
+                return fanned
             gap_open = self._gap_since is not None and self._now() - self._gap_since >= (
                 self._gap_hold
             )
@@ -190,8 +197,10 @@ class StreamHub:
             if n:
                 self._fan_out([StreamEvent(e) for e in batch[:n]])
                 self._position = batch[n - 1].seq
+                fanned = True
             if n < self._batch:
-                return
+                return fanned
+        return fanned
 
     def _fan_out(self, batch: list[StreamEvent]) -> None:
         by_tenant: dict[str, list[StreamEvent]] = {}

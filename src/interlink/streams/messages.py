@@ -61,14 +61,15 @@ class StreamEvent:
             )
         )
         self._sse: bytes | None = None
-        self._ws: str | None = None
+        self._ws: bytes | None = None
 
     def sse(self) -> bytes:
         if self._sse is None:
             self._sse = sse_event(self.seq, self.payload)
         return self._sse
 
-    def ws(self) -> str:
+    def ws(self) -> bytes:
+        """The WebSocket text message, UTF-8."""
         if self._ws is None:
-            self._ws = ws_event(self.seq, self.payload)
+            self._ws = ws_event(self.seq, self.payload).encode()
         return self._ws

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from interlink.storage.stream_log import StreamLog
 from interlink.streams.hub import StreamHub
+from interlink.streams.transports import Recorder
 
 
 @dataclass(frozen=True)
@@ -14,3 +15,4 @@ class Streams:
     log: StreamLog
     token_key: bytes  # HMAC key of stream tokens (domain/streams.token_key)
     heartbeat_seconds: float
+    recorder: Recorder  # open streams and their ends, for /metrics

@@ -22,7 +22,7 @@ import structlog
 
 from interlink.domain.streams import StreamFilter
 from interlink.storage.stream_log import StreamLog
-from interlink.storage.tenancy import tenant_scope
+from interlink.storage.tenancy import system_scope, tenant_scope
 from interlink.streams.hub import OVERFLOW, StreamHub, Subscription
 from interlink.streams.messages import StreamEvent
 
@@ -109,7 +109,7 @@ class StreamSession:
         kept, or a position the log has not reached (then it resumes from the log's head)."""
         if self.resume is None:
             return []
-        with tenant_scope(self.tenant_id):
+        with system_scope("stream: the log's bounds"):
             bounds = await self.log.bounds()
         asked = self.resume
         if bounds.first is not None and asked < bounds.first - 1:
@@ -143,7 +143,10 @@ class StreamSession:
             if sub.ended is not None:
                 return
             try:
-                await asyncio.wait_for(sub.ready.wait(), self.heartbeat)
+                # asyncio.timeout, not wait_for: wait_for makes a task per wait, and this
+                # wait ends once per batch for every connection.
+                async with asyncio.timeout(self.heartbeat):
+                    await sub.ready.wait()
             except TimeoutError:
                 await sink.heartbeat()
 
