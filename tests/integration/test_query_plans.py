@@ -149,7 +149,7 @@ async def test_no_hot_path_or_list_query_scans_a_table(postgres_database: str) -
                 ):
                     scans.append(f"{relation} in: {statement}")
                 # A stream's replay reads its tenant's rows by position, not every tenant's
-                # between two positions, filtered (migration 0014).
+                # between two positions, filtered (migration 0017).
                 if (
                     "seq <= " in statement
                     and "tnt_rare" in parameters

@@ -12,8 +12,8 @@ existing partition and attached; once every partition's is attached the parent's
 Appends go on meanwhile. SQLite is left alone: there replay walks the rowid (``seq``) range of
 the positions missed, and every index costs the single writer its share of each append.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0017
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0013"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
