@@ -11,18 +11,14 @@ deliveries that were in flight when the process was killed (at-least-once, same 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from tests.readme import readme_block, venv_here
+from tests.readme import run_readme_block
 
 from .conftest import Api, InterlinkProcess, Receivers, wait_for
 
@@ -133,31 +129,14 @@ async def test_batches_survive_a_sigkill_and_each_key_is_delivered(
 async def test_the_readme_publish_block_runs_as_written(
     api: Api, interlink: InterlinkProcess, tmp_path: Path
 ) -> None:
-    venv_here(tmp_path, sys.executable)  # the README calls .venv/bin/interlink
     tenant = await api.tenant("readme")
-    script = "\n".join(["set -euo pipefail", *readme_block("publish")])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLINK_")}
-    env |= {"INTERLINK_API_KEY": tenant.key, "INTERLINK_API_URL": interlink.base_url}
-    done = await asyncio.to_thread(
-        subprocess.run,
-        ["bash", "-c", script.replace("http://127.0.0.1:8400", interlink.base_url)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    answers, stderr = await asyncio.to_thread(
+        run_readme_block, "publish", tmp_path, interlink.base_url, tenant.key
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    # curl prints no newline after its answer: split the JSON values apart.
-    decoder, text, answers = json.JSONDecoder(), done.stdout.strip(), []
-    while text:
-        value, end = decoder.raw_decode(text)
-        answers.append(value)
-        text = text[end:].strip()
     single, batch, cli = answers
     assert single["duplicate"] is False
     assert [a["duplicate"] for a in batch["data"]] == [False, True]
     assert batch["data"][1]["id"] == single["id"]
-    assert cli["duplicate"] is False and "follow it: interlink events timeline" in done.stderr
+    assert cli["duplicate"] is False and "follow it: interlink events timeline" in stderr
     stored = await api.events(tenant)
     assert len(stored) == 3 and {e["origin"] for e in stored} == {"api"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from tests.canary import Sweep
-from tests.readme import readme_block, venv_here
+from tests.readme import run_readme_block
 
 from . import test_sigkill_under_load
 from .conftest import Api, InterlinkProcess, wait_for
@@ -241,26 +240,10 @@ async def test_a_long_poll_answers_at_shutdown_instead_of_holding_it_up(
 async def test_the_readme_pull_block_runs_as_written(
     api: Api, interlink: InterlinkProcess, tmp_path: Path
 ) -> None:
-    venv_here(tmp_path, sys.executable)  # the README calls .venv/bin/interlink
     tenant = await api.tenant("readme")
-    script = "\n".join(["set -euo pipefail", *readme_block("pull")])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLINK_")}
-    env |= {"INTERLINK_API_KEY": tenant.key, "INTERLINK_API_URL": interlink.base_url}
-    done = await asyncio.to_thread(
-        subprocess.run,
-        ["bash", "-c", script.replace("http://127.0.0.1:8400", interlink.base_url)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    answers, _ = await asyncio.to_thread(
+        run_readme_block, "pull", tmp_path, interlink.base_url, tenant.key
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    decoder, text, answers = json.JSONDecoder(), done.stdout.strip(), []
-    while text:
-        value, end = decoder.raw_decode(text)
-        answers.append(value)
-        text = text[end:].strip()
     claims, acked = answers
     (claimed,) = claims["data"]
     assert claimed["type"] == "booking.confirmed" and claimed["key"] == "b-9"
