@@ -32,7 +32,15 @@ BACKENDS = ["sqlite", "postgres"]
 
 def _settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Any:
     if backend == "sqlite":
-        return settings_for(tmp_path, database_url=f"sqlite:///{tmp_path}/interlink.db", **extra)
+        # The SQLite case is itself whatever backend the run defaults to (make test-postgres):
+        # none of the default's PostgreSQL migration URL or key.
+        extra.setdefault("secrets_key", ())
+        return settings_for(
+            tmp_path,
+            database_url=f"sqlite:///{tmp_path}/interlink.db",
+            migration_database_url=None,
+            **extra,
+        )
     url = request.getfixturevalue("postgres_database")
     extra.setdefault("secrets_key", [SecretBox.new_key()])
     return settings_for(tmp_path, database_url=app_url(url), migration_database_url=url, **extra)

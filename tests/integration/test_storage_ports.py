@@ -284,6 +284,10 @@ async def test_configuration_round_trips(stores: Stores) -> None:
     assert await stores.management.subscriptions_for([t.id]) == [sub]
 
 
+# Secrets long enough that a ciphertext's base64 never holds one by chance (a two-letter one did).
+S1, S2, S3 = "first-source-secret-1", "second-source-secret-2", "third-source-secret-3"
+
+
 async def test_source_secrets_rotate_and_read_both_stored_shapes(stores: Stores) -> None:
     m = stores.management
     t, _ = await m.create_tenant("t")
@@ -292,36 +296,38 @@ async def test_source_secrets_rotate_and_read_both_stored_shapes(stores: Stores)
         name="pms",
         verifier="github",
         verifier_config={},
-        secrets=["s1"],
+        secrets=[S1],
         envelope=Envelope(),
         max_body_bytes=1024,
         tolerance_seconds=300,
     )
-    assert source.secrets == (SigningSecret("s1"),)
+    assert source.secrets == (SigningSecret(S1),)
     version = m.sources_version
     now = time.time()
-    rotated = await m.add_source_secret(t.id, source.id, "s2", now=now, expire_others_at=now + 60)
+    rotated = await m.add_source_secret(t.id, source.id, S2, now=now, expire_others_at=now + 60)
     assert rotated is not None and m.sources_version > version
-    assert rotated.secrets == (SigningSecret("s1", now + 60), SigningSecret("s2"))
+    assert rotated.secrets == (SigningSecret(S1, now + 60), SigningSecret(S2))
     assert await m.get_source(source.id) == rotated
     # Stored sealed: a ciphertext that opens to the secrets with their expiries.
     async with m.db.read() as conn:
         stored = (
             await conn.execute(sa.select(sources.c.secrets).where(sources.c.id == source.id))
         ).scalar_one()
-    assert isinstance(stored, str) and is_sealed(stored) and "s2" not in stored
+    assert (
+        isinstance(stored, str) and is_sealed(stored) and S2 not in stored
+    )  # long enough not to occur by chance
     assert open_secrets(m.box, stored) == rotated.secrets
     # Rows from before encryption at rest (plaintext, a secret without expiry a bare string,
     # the column mixing both) are still read, until migration 0014 or rotate-key seals them.
     async with m.db.write() as conn:
-        plain = [{"value": "s1", "expires_at": now + 60}, "s2"]
+        plain = [{"value": S1, "expires_at": now + 60}, S2]
         await conn.execute(sources.update().where(sources.c.id == source.id).values(secrets=plain))
     assert await m.get_source(source.id) == rotated
     # Another tenant cannot rotate it, nor can anyone rotate a deleted source.
     other, _ = await m.create_tenant("other")
-    assert await m.add_source_secret(other.id, source.id, "s3", now=now) is None
+    assert await m.add_source_secret(other.id, source.id, S3, now=now) is None
     assert await m.delete_source(t.id, source.id)
-    assert await m.add_source_secret(t.id, source.id, "s3", now=now) is None
+    assert await m.add_source_secret(t.id, source.id, S3, now=now) is None
 
 
 async def test_concurrent_claimers_never_take_the_same_delivery(stores: Stores) -> None:
