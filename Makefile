@@ -46,8 +46,10 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
+# Tests marked exclusive stop a service the others share (PostgreSQL): they run alone, after.
 test: lint typecheck  ## the whole test suite: lint, types, unit, integration, e2e
-	$(PYTEST)
+	$(PYTEST) -m "not exclusive"
+	$(PYTEST) -n 0 -m exclusive
 
 # The in-process integration suite again, every test on a fresh PostgreSQL database instead of
 # SQLite (needs INTERLINK_TEST_POSTGRES_URL: `bash scripts/postgres.sh install start setup`).

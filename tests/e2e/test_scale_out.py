@@ -156,6 +156,7 @@ async def test_three_dispatchers_two_routers_one_killed_every_two_seconds(
     assert duplicates <= in_flight_bound
 
 
+@pytest.mark.exclusive  # it kills the PostgreSQL every other test on the machine is using
 async def test_postgres_crashing_under_load_gives_503_then_recovers_losing_nothing(
     cluster: Callable[[str, tuple[str, ...]], InterlinkProcess],
     receivers: Receivers,
