@@ -132,9 +132,14 @@ class InterlinkAllInOnePostgres(InterlinkAllInOne):
         )
         # As in production: migrations as the schema owner, the process as the application
         # role, which row-level security confines (the owner is refused at start-up).
+        # PostgreSQL has no default secrets key (sources' and endpoints' secrets are sealed at
+        # rest): Interlink refuses to start without one.
+        from interlink.storage.secrets_box import SecretBox
+
         return {
             "INTERLINK_DATABASE_URL": f"{POSTGRES_APP}/{self._database}",
             "INTERLINK_MIGRATION_DATABASE_URL": f"{POSTGRES}/{self._database}",
+            "INTERLINK_SECRETS_KEY": SecretBox.new_key(),
         }
 
     def pids(self) -> list[int]:
