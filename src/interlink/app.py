@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import enum
 import fcntl
+import functools
 import os
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import IO, Any
@@ -32,12 +33,15 @@ from interlink.delivery.job_runner import JobRunner
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.pull import Consumers, PullWaiters
 from interlink.delivery.signing import Signer
+from interlink.domain.models import Event
 from interlink.domain.streams import token_key
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
+from interlink.domain.watermark import WatermarkPolicy
 from interlink.http_server import ConnectionLimits, Server
 from interlink.ingress.app import IngestApp, SourceCache
 from interlink.ingress.group_commit import GroupCommit
+from interlink.ingress.watermark import Watermark
 from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, MetricsEndpoint, StateCollector
 from interlink.observability.volume_monitor import VolumeMonitor
@@ -50,6 +54,7 @@ from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.routing.router import Router
 from interlink.storage import migrate, rls
+from interlink.storage.backlog import unsettled_deliveries
 from interlink.storage.connections import Connections
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
@@ -61,6 +66,7 @@ from interlink.storage.normalization import NormalizationStore
 from interlink.storage.ports import (
     DELIVERIES_CHANNEL,
     LOG_CHANNEL,
+    Appended,
     DeliveryQueue,
     LogWriter,
     Settled,
@@ -123,6 +129,13 @@ def admin_key(settings: Settings) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key
+
+
+def _store_disk(settings: Settings, sqlite: Path | None) -> Path | None:
+    """Where the event store's disk is, for the free-space watermark; None: not visible here."""
+    if settings.ingest_disk_path:
+        return Path(settings.ingest_disk_path)
+    return sqlite.parent if sqlite is not None else None
 
 
 def _lock_sqlite(path: Path) -> IO[str]:
@@ -270,7 +283,19 @@ class Interlink:
             poll_interval=settings.poll_interval_seconds,
             on_progress=self.dispatcher.wake,
         )
-        self.ingest = IngestApp(SourceCache(self.management), self.commit, self.metrics)
+        self.watermark = Watermark(
+            WatermarkPolicy(
+                min_free_bytes=settings.ingest_min_free_mb * 1024 * 1024,
+                max_backlog=settings.ingest_max_backlog,
+            ),
+            _store_disk(settings, self._sqlite),
+            functools.partial(unsettled_deliveries, self.db),
+            interval=settings.ingest_watermark_interval_seconds,
+            metrics=self.metrics,
+        )
+        self.ingest = IngestApp(
+            SourceCache(self.management), self.commit, self.metrics, self.watermark
+        )
         self.api = create_api(
             ApiContext(
                 settings=settings,
@@ -286,7 +311,7 @@ class Interlink:
                 catalog=self.catalog,
                 quarantine=self.quarantine,
                 normalization=self.normalization,
-                publish=self.commit.submit_all,
+                publish=self._publish,
                 reconciliation=self.reconciliation,
                 streams=Streams(
                     self.stream_hub,
@@ -301,6 +326,10 @@ class Interlink:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock: IO[str] | None = None
         self._tracing = False
+
+    async def _publish(self, events: Sequence[Event]) -> list[Appended]:
+        self.watermark.guard()  # the publish API acknowledges too: the same bound
+        return await self.commit.submit_all(events)
 
     def _appended(self) -> None:
         self.router.wake()
@@ -402,6 +431,9 @@ class Interlink:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if Role.API in self.roles:
                 self._tasks.append(asyncio.create_task(self.stream_hub.run(), name="stream-hub"))
+            if self.roles & {Role.INGRESS, Role.API} and self.watermark.active:
+                await self.watermark.measure()  # a process starts with a verdict, not without
+                self._tasks.append(asyncio.create_task(self.watermark.run(), name="watermark"))
             if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER, Role.API}:
                 # Other processes' appends and routing wake this one's roles (a hint; they poll).
                 wakeups = Wakeups(

@@ -37,6 +37,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outbound_allow_networks: tuple[str, ...] = ()
     ingest_max_body_bytes: int = 1024 * 1024
     ingest_tolerance_seconds: int = 300
+    # The bound on what ingest (and publish) acknowledges: under ingest_min_free_mb free on the
+    # event store's disk (the SQLite file's directory, or ingest_disk_path: on PostgreSQL, a
+    # path on the database's volume if this host can see it), or with ingest_max_backlog
+    # deliveries unsettled, new events get 503 with Retry-After. 0 turns a watermark off.
+    ingest_min_free_mb: int = 256
+    ingest_disk_path: str | None = None
+    ingest_max_backlog: int = 0
+    ingest_watermark_interval_seconds: float = 1.0
     delivery_concurrency: int = 256
     delivery_timeout_seconds: float = 15.0
     delivery_lease_seconds: float = 120.0
@@ -106,6 +114,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for name in _POSITIVE_FIELDS:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
+        if self.ingest_min_free_mb < 0 or self.ingest_max_backlog < 0:
+            raise ValueError("ingest_min_free_mb and ingest_max_backlog must be 0 (off) or more")
         if self.http_body_min_rate < 0:
             raise ValueError("http_body_min_rate must be 0 (no minimum) or more")
         if self.retention_days is not None and not self.retention_days > 0:
@@ -134,6 +144,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _POSITIVE_FIELDS = (
+    "ingest_watermark_interval_seconds",
     "http_header_timeout_seconds",
     "http_body_timeout_seconds",
     "http_keep_alive_seconds",

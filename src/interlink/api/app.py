@@ -39,6 +39,7 @@ from interlink.api.stream_demo import stream_demo
 from interlink.api.streams import StreamTokenController, sse_stream, ws_stream
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
+from interlink.domain.watermark import OverWatermark
 from interlink.storage.database import DatabaseUnavailable
 
 log = structlog.get_logger("interlink.api")
@@ -49,9 +50,10 @@ def _problem_response(
     detail: str | None,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, object]] | None = None,
+    kind: str | None = None,
 ) -> Response[bytes]:
     return Response(
-        content=problems.encode(problems.problem(status, detail, errors=errors)),
+        content=problems.encode(problems.problem(status, detail, kind, errors=errors)),
         status_code=status,
         media_type=problems.CONTENT_TYPE,
         headers=headers,
@@ -107,6 +109,12 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return _problem_response(503, "the database is unavailable; retry later")
+
+
+def _on_over_watermark(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, OverWatermark)
+    retry = {"Retry-After": str(exc.breach.retry_after_seconds)}
+    return _problem_response(503, exc.breach.detail, retry, kind="over-watermark")
 
 
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -233,6 +241,7 @@ def create_api(ctx: ApiContext) -> Litestar:
         exception_handlers={
             HTTPException: _on_http_error,
             DatabaseUnavailable: _on_unavailable,
+            OverWatermark: _on_over_watermark,
             Exception: _on_unexpected,
         },
         openapi_config=OpenAPIConfig(

@@ -22,6 +22,7 @@ from interlink.api.params import Unprocessable, instant
 from interlink.api.schemas import Instant
 from interlink.domain import publish
 from interlink.domain.publish import MAX_BATCH, Publication, PublishRefused
+from interlink.domain.watermark import OverWatermark
 from interlink.storage.database import DatabaseUnavailable
 
 log = structlog.get_logger("interlink.api")
@@ -86,6 +87,8 @@ async def _publish(
         ) from None
     try:
         appended = await ctx.publish(events)
+    except OverWatermark:
+        raise  # a 503 with Retry-After of its own (api/app.py)
     except Exception as exc:
         log.warning("publish.unavailable", tenant_id=tenant_id, error=type(exc).__name__)
         raise DatabaseUnavailable(str(exc)) from None

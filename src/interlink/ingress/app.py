@@ -1,6 +1,7 @@
 """``POST /in/{source_id}``: the lean ASGI ingest route.
 
-Size cap → verify signature and timestamp → parse → dedupe and persist (group commit) → 202.
+Watermark → size cap → verify signature and timestamp → parse → dedupe and persist (group
+commit) → 202.
 Nothing here normalizes or routes; the answer waits only for the durable write.
 """
 
@@ -21,6 +22,7 @@ from interlink.domain.ids import new_id
 from interlink.domain.models import Event, Source
 from interlink.ingress.group_commit import GroupCommit
 from interlink.ingress.verifiers import SourceVerifier, VerificationError, prepare
+from interlink.ingress.watermark import Watermark
 from interlink.observability import tracing
 from interlink.observability.metrics import Metrics, rejection_reason
 from interlink.storage.management import Management
@@ -48,9 +50,12 @@ _SOURCE_TTL = 2.0
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, detail: str, kind: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, kind: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.status, self.detail, self.kind = status, detail, kind
+        self.retry_after = retry_after
 
 
 class SourceCache:
@@ -128,11 +133,16 @@ class _Request:
 
 class IngestApp:
     def __init__(
-        self, sources: SourceCache, commit: GroupCommit, metrics: Metrics | None = None
+        self,
+        sources: SourceCache,
+        commit: GroupCommit,
+        metrics: Metrics | None = None,
+        watermark: Watermark | None = None,
     ) -> None:
         self._sources = sources
         self._commit = commit
         self._metrics = metrics
+        self._watermark = watermark
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -148,6 +158,8 @@ class IngestApp:
             reason = rejection_reason(reject.status, reject.kind)
             if reject.status == 405:
                 extra.append((b"allow", b"POST"))
+            if reject.retry_after is not None:
+                extra.append((b"retry-after", str(reject.retry_after).encode()))
         except Exception:
             request_id = problems.new_request_id()
             log.exception(
@@ -201,6 +213,10 @@ class IngestApp:
             raise _Reject(404, f"no source '{source_id[:64]}'", "unknown-source")
         source, verify = found
         request.source_id = source.id
+        breach = self._watermark.breach if self._watermark is not None else None
+        if breach is not None:
+            # Before the body is read: a sender told to come back later need not upload it.
+            raise _Reject(503, breach.detail, "over-watermark", breach.retry_after_seconds)
         return await self._accept(source, verify, scope, receive, request)
 
     async def _accept(

@@ -69,12 +69,14 @@ REJECTION_REASONS: Final = frozenset(
         "unknown_source",  # 404: counted under source_id="unknown"
         "method",  # 405: not a POST; counted under source_id="unknown" (no source looked up)
         "unavailable",  # 503: the event store could not take it
+        "watermark",  # 503: over the free-space or backlog watermark (domain/watermark.py)
         "internal",  # 500: an unexpected error, logged with its request id
     }
 )
 # Reasons that happen before a source is known: the path's id is the sender's text, never a label.
 _SOURCELESS_REASONS: Final = frozenset({"unknown_source", "method"})
 
+WATERMARK_REASONS: Final = ("disk", "backlog")
 STATUS_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx", "error", "gone")
 SETTLED_RESULTS: Final = frozenset({"succeeded", "retried", "dead"})
 
@@ -103,7 +105,7 @@ def rejection_reason(status: int, kind: str | None) -> str:
     if status == 405:
         return "method"
     if status == 503:
-        return "unavailable"
+        return "watermark" if kind == "over-watermark" else "unavailable"
     if status == 500:
         return "internal"
     if status == 400 and kind is None:
@@ -219,6 +221,15 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        # The ingest watermark (ingress/watermark.py): 1 while new events are refused.
+        self.ingest_watermark_tripped = Gauge(
+            "interlink_ingest_watermark_tripped",
+            "1 while ingest refuses new events with 503: the event store's disk is short of "
+            "ingest_min_free_mb (reason=disk) or ingest_max_backlog deliveries wait (backlog).",
+            ["reason"],
+            multiprocess_mode="max",
+            registry=r,
+        )
         # Realtime streams: what is open now in this process, and why streams ended (an
         # "overflow" is a client that fell more than stream_queue_size events behind).
         self.stream_connections = Gauge(
@@ -286,6 +297,10 @@ class Metrics:
             rchild.inc()
         elif seconds is not None:
             self.ingest_ack.observe(seconds)
+
+    def watermark(self, tripped: str | None) -> None:
+        for reason in WATERMARK_REASONS:
+            self.ingest_watermark_tripped.labels(reason).set(1 if reason == tripped else 0)
 
     def attempt(
         self,
