@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import fcntl
 import functools
 import os
 import secrets
@@ -71,7 +70,7 @@ from interlink.storage.ports import (
     LogWriter,
     Settled,
 )
-from interlink.storage.private_files import create_private_file, private_dir
+from interlink.storage.private_files import create_private_file
 from interlink.storage.quarantine import Quarantine
 from interlink.storage.reconciliation import Reconciliations, Run
 from interlink.storage.sealed_secrets import open_secrets
@@ -79,6 +78,8 @@ from interlink.storage.secrets_box import SecretBox, database_keys
 from interlink.storage.sqlite.delivery_queue import SqliteDeliveryQueue
 from interlink.storage.sqlite.driver import SqliteDriver
 from interlink.storage.sqlite.log_writer import SqliteLogWriter
+from interlink.storage.sqlite.process_lock import AlreadyRunning as AlreadyRunning
+from interlink.storage.sqlite.process_lock import lock_sqlite
 from interlink.storage.stream_log import StreamLog
 from interlink.storage.tenancy import system_scope
 from interlink.storage.wakeups import Wakeups
@@ -89,10 +90,6 @@ log = structlog.get_logger("interlink")
 
 Scope = MutableMapping[str, Any]
 ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
-
-
-class AlreadyRunning(RuntimeError):
-    pass
 
 
 class Role(enum.StrEnum):
@@ -136,21 +133,6 @@ def _store_disk(settings: Settings, sqlite: Path | None) -> Path | None:
     if settings.ingest_disk_path:
         return Path(settings.ingest_disk_path)
     return sqlite.parent if sqlite is not None else None
-
-
-def _lock_sqlite(path: Path) -> IO[str]:
-    private_dir(path.parent)
-    lock = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
-    handle = os.fdopen(lock, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise AlreadyRunning(
-            f"another Interlink process is running on {path}; the embedded default is one "
-            "process (use PostgreSQL to run several)"
-        ) from None
-    return handle
 
 
 class Interlink:
@@ -389,7 +371,7 @@ class Interlink:
                     "separate roles need PostgreSQL: on SQLite, one process runs them all"
                     " (interlink up)"
                 )
-            self._lock = _lock_sqlite(self._sqlite)
+            self._lock = lock_sqlite(self._sqlite)
         await asyncio.to_thread(
             migrate.upgrade, self.settings.migration_url, secrets_keys=self.secrets_keys
         )

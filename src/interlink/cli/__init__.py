@@ -13,6 +13,7 @@ import typer
 import typer.core
 
 from interlink.cli import (
+    backup,
     connections,
     deliveries,
     endpoints,
@@ -72,6 +73,8 @@ def _root(
 app.command("up")(server.up)
 app.command("wait")(server.wait)
 app.command("run")(server.run)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(sources.app, name="sources")
 app.add_typer(endpoints.app, name="endpoints")
