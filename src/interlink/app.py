@@ -58,6 +58,7 @@ from interlink.storage.connections import Connections
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
+from interlink.storage.export import exported
 from interlink.storage.jobs import Jobs
 from interlink.storage.maintenance import Maintenance, owner_database
 from interlink.storage.management import Management
@@ -303,6 +304,7 @@ class Interlink:
                     self.metrics,
                 ),
                 consumers=self.consumers,
+                export=functools.partial(exported, self.db),
             )
         )
         self._tasks: list[asyncio.Task[None]] = []

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +24,14 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from tests.canary import RecordingTransport, Sweep
 from tests.conftest import app_url
+from typer.testing import CliRunner
 
-from interlink import config
+from interlink import cli, config
 from interlink.app import Interlink, serve
 from interlink.storage.secrets_box import SecretBox
 
@@ -224,3 +228,46 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+# A real server on loopback, for the CLI (which talks HTTP) ------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def quiet_server() -> Iterator[None]:
+    """The server's log lines to the real stderr: not into the CLI's captured output."""
+    before = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
+    yield
+    structlog.configure(**before)
+
+
+@pytest.fixture
+async def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet_server: None
+) -> AsyncIterator[Harness]:
+    monkeypatch.chdir(tmp_path)
+    settings = settings_for(tmp_path, port=free_port())
+    started: asyncio.Future[Interlink] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+
+    async def on_started(system: Interlink) -> None:
+        started.set_result(system)
+
+    task = asyncio.create_task(serve(settings, on_started=on_started, stop=stop))
+    system = await asyncio.wait_for(started, 30)
+    async with httpx.AsyncClient(base_url=settings.public_url) as client:
+        yield Harness(system, client)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def invoke(h: Harness, key: str, *args: str) -> Any:
+    env = {"INTERLINK_API_URL": str(h.client.base_url), "INTERLINK_API_KEY": key}
+    return await asyncio.to_thread(CliRunner().invoke, cli.app, list(args), env=env)

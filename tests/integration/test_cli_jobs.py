@@ -2,64 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
-import pytest
-import structlog
-from tests.integration.conftest import ADMIN, Harness, eventually, settings_for
+from tests.integration.conftest import ADMIN, Harness, eventually, invoke
 from tests.integration.test_jobs import Tenant, all_dead
-from typer.testing import CliRunner
-
-from interlink import cli
-from interlink.app import Interlink, serve
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def quiet_server() -> Iterator[None]:
-    """The server's log lines to the real stderr: not into the CLI's captured output."""
-    before = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
-    yield
-    structlog.configure(**before)
-
-
-@pytest.fixture
-async def served(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet_server: None
-) -> AsyncIterator[Harness]:
-    monkeypatch.chdir(tmp_path)
-    settings = settings_for(tmp_path, port=_free_port())
-    started: asyncio.Future[Interlink] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-
-    async def on_started(system: Interlink) -> None:
-        started.set_result(system)
-
-    task = asyncio.create_task(serve(settings, on_started=on_started, stop=stop))
-    system = await asyncio.wait_for(started, 30)
-    async with httpx.AsyncClient(base_url=settings.public_url) as client:
-        yield Harness(system, client)
-    stop.set()
-    await asyncio.wait_for(task, 30)
-
-
-async def invoke(h: Harness, key: str, *args: str) -> Any:
-    env = {"INTERLINK_API_URL": str(h.client.base_url), "INTERLINK_API_KEY": key}
-    return await asyncio.to_thread(CliRunner().invoke, cli.app, list(args), env=env)
 
 
 async def test_dead_letters_and_a_redrive_job_from_the_cli(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 import stripe
 from click.testing import Result
-from tests.integration.conftest import serving, settings_for
+from tests.integration.conftest import free_port, serving, settings_for
 from typer.testing import CliRunner
 
 from interlink import cli
@@ -23,16 +22,10 @@ from interlink.app import Interlink
 from interlink.storage.tenancy import system_scope
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Interlink]:
     monkeypatch.chdir(tmp_path)
-    async with serving(settings_for(tmp_path, host="127.0.0.1", port=_free_port())) as system:
+    async with serving(settings_for(tmp_path, host="127.0.0.1", port=free_port())) as system:
         yield system
 
 

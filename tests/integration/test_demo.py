@@ -9,7 +9,6 @@ import inspect
 import io
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from rich.console import Console
+from tests.integration.conftest import free_port
 from tests.readme import readme_block, venv_here
 
 from interlink.app import AlreadyRunning, Interlink, serve
@@ -40,12 +40,6 @@ from interlink.ingress.verifiers import standard_webhooks
 
 # Shorter than the demo's own 0·1·2·4·8 s so a dead letter shows within a few seconds.
 FAST_RETRIES = (0, 0.5, 1, 1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _eventually(
@@ -72,7 +66,7 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Running]:
     monkeypatch.chdir(tmp_path)
-    settings = demo_settings(Settings(port=_free_port()))
+    settings = demo_settings(Settings(port=free_port()))
     reset_database()
     demo = Demo(settings, rate=40, retry_schedule=FAST_RETRIES, seed=7)
     ready = asyncio.Event()
@@ -209,7 +203,7 @@ async def test_receiver_refuses_a_bad_signature_and_counts_redeliveries() -> Non
 
 async def test_partner_counts_network_errors_without_raising() -> None:
     secret = standard_webhooks.generate_secret()
-    async with SimulatedPartner(f"http://127.0.0.1:{_free_port()}/in/src_x", secret) as partner:
+    async with SimulatedPartner(f"http://127.0.0.1:{free_port()}/in/src_x", secret) as partner:
         result = await partner.send_one()
     assert result.status is None
     assert partner.stats.errors == 1

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from tests.canary import Sweep
-from tests.integration.conftest import Harness, running, serving, settings_for
-from tests.integration.test_cli_sources import _free_port, run_cli
+from tests.integration.conftest import Harness, free_port, running, serving, settings_for
+from tests.integration.test_cli_sources import run_cli
 
 from interlink.app import Interlink
 from interlink.storage.tenancy import system_scope
@@ -77,7 +77,7 @@ async def strict_server(
 ) -> AsyncIterator[Interlink]:
     monkeypatch.chdir(tmp_path)
     settings = settings_for(
-        tmp_path, host="127.0.0.1", port=_free_port(), outbound_allow_networks=[]
+        tmp_path, host="127.0.0.1", port=free_port(), outbound_allow_networks=[]
     )
     async with serving(settings) as system:
         yield system

@@ -26,6 +26,7 @@ from interlink.api.configuration import (
 )
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
+from interlink.api.export import export_events
 from interlink.api.jobs import JobController
 from interlink.api.keys import ApiKeyController
 from interlink.api.openapi import truthful
@@ -212,6 +213,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             QuarantineController,
             ReconciliationController,
             StreamTokenController,
+            export_events,
         ],
     )
     # The streams authenticate themselves: a browser's EventSource sends no header, only a

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from interlink.catalog.catalog import EventCatalog
@@ -16,11 +16,15 @@ from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.storage.deliveries import Deliveries
 from interlink.storage.event_log import EventLog
+from interlink.storage.export import Exported
 from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
 from interlink.storage.ports import Appended
 from interlink.storage.quarantine import Quarantine
 from interlink.streams.service import Streams
+
+# (tenant_id, since, until, after event id) -> pages of exported events.
+Export = Callable[[str, float, float, str | None], AsyncIterator[list[Exported]]]
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,6 @@ class ApiContext:
 
     # Pull endpoints' consumers: claims (long polls), acks and nacks.
     consumers: Consumers | None = None
+    # A tenant's events in a window with their deliveries and attempts, page by page
+    # (storage/export.py, bound to the database).
+    export: Export | None = None

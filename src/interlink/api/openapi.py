@@ -162,7 +162,7 @@ def _parameters(path: str, operation: dict[str, Any]) -> None:
                 "maximum": MAX_LIMIT,
                 "default": 50,
             }
-        elif name in ("after", "before"):
+        elif name in ("after", "before", "since", "until"):
             parameter["schema"] = {"type": "string", "maxLength": 40, **INSTANT_SCHEMA}
         elif (path, name) in _ENUMS:
             parameter["schema"] = {"type": "string", "enum": _ENUMS[(path, name)]}
@@ -174,7 +174,7 @@ def _responses(path: str, method: str, operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     statuses = [400, 401, 403, 500, 503]
     has_input = "requestBody" in operation or any(
-        p.get("in") == "query" and p["name"] in ("cursor", "after", "before")
+        p.get("in") == "query" and p["name"] in ("cursor", "after", "before", "since", "until")
         for p in operation.get("parameters", [])
     )
     if "{" in path or "requestBody" in operation:

@@ -25,7 +25,7 @@ from interlink.storage.deliveries import DeliveryFilter, RetryRefused
 from interlink.storage.event_log import EventFilter
 
 
-def _event_out(e: Event) -> EventOut:
+def event_out(e: Event) -> EventOut:
     return EventOut(
         id=e.id,
         source_id=e.source_id,
@@ -65,14 +65,14 @@ class EventController(Controller):
             received_before=instant("before", before),
         )
         items, nxt = await ctx.events.find(require_tenant(principal), where, page(limit, cursor))
-        return Listing([_event_out(e) for e in items], nxt)
+        return Listing([event_out(e) for e in items], nxt)
 
     @get("/{event_id:str}", summary="Get an event with its data and kept headers")
     async def get_(self, event_id: str, principal: Principal, ctx: ApiContext) -> EventOut:
         event = await ctx.events.get(require_tenant(principal), event_id)
         if event is None:
             raise NotFoundException(f"no event '{event_id}'")
-        return _event_out(event)
+        return event_out(event)
 
     @post(
         "/{event_id:str}/replay",

@@ -18,6 +18,7 @@ from interlink.cli import (
     deliveries,
     endpoints,
     events,
+    export,
     jobs,
     maintenance,
     quarantine,
@@ -75,6 +76,7 @@ app.command("wait")(server.wait)
 app.command("run")(server.run)
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
+app.command("export")(export.export)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(sources.app, name="sources")
 app.add_typer(endpoints.app, name="endpoints")

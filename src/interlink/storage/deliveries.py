@@ -150,7 +150,21 @@ class RetryRefused(Exception):
     """The delivery is being sent right now; a second send would race it."""
 
 
-def _delivery(row: Any) -> Delivery:
+def attempt_from_row(r: Any) -> Attempt:
+    return Attempt(
+        id=r.id,
+        delivery_id=r.delivery_id,
+        number=r.number,
+        started_at=r.started_at,
+        latency_ms=r.latency_ms,
+        outcome=r.outcome,
+        status_code=r.status_code,
+        error=r.error,
+        response_excerpt=r.response_excerpt,
+    )
+
+
+def delivery_from_row(row: Any) -> Delivery:
     status = row.status
     next_at = row.next_attempt_at if status in ("pending", "scheduled") else None
     return Delivery(
@@ -597,7 +611,7 @@ class Deliveries:
         )
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _delivery(row)
+        return None if row is None else delivery_from_row(row)
 
     async def held(self, tenant_id: str, delivery_id: str) -> Held | None:
         """The tenant's delivery with its endpoint's settling policy, for an ack or a nack."""
@@ -652,7 +666,7 @@ class Deliveries:
         self, tenant_id: str, where: DeliveryFilter, page: Page
     ) -> tuple[list[Delivery], str | None]:
         query = deliveries.select().where(*delivery_conditions(tenant_id, where))
-        return await fetch_page(self.db, query, deliveries.c.id, page, _delivery)
+        return await fetch_page(self.db, query, deliveries.c.id, page, delivery_from_row)
 
     async def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
         query = (
@@ -661,20 +675,7 @@ class Deliveries:
             .order_by(attempts.c.number)
         )
         async with self.db.read() as conn:
-            return [
-                Attempt(
-                    id=r.id,
-                    delivery_id=r.delivery_id,
-                    number=r.number,
-                    started_at=r.started_at,
-                    latency_ms=r.latency_ms,
-                    outcome=r.outcome,
-                    status_code=r.status_code,
-                    error=r.error,
-                    response_excerpt=r.response_excerpt,
-                )
-                for r in await conn.execute(query)
-            ]
+            return [attempt_from_row(r) for r in await conn.execute(query)]
 
     async def retry(self, tenant_id: str, delivery_id: str) -> Delivery | None:
         """Sends the delivery again now, whatever its state, unless it is in flight."""

@@ -17,12 +17,14 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# Each connection's page cache, in KiB (SQLite's negative cache_size).
+CACHE_KIB = 65536
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # the WAL is fsynced at every commit: durable before the 202
     "PRAGMA busy_timeout=10000",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA cache_size=-65536",
+    f"PRAGMA cache_size=-{CACHE_KIB}",
 )
 
 
