@@ -26,6 +26,7 @@ from interlink.api.configuration import (
 )
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
+from interlink.api.erasures import create_erasure
 from interlink.api.export import export_events
 from interlink.api.jobs import JobController
 from interlink.api.keys import ApiKeyController
@@ -214,6 +215,7 @@ def create_api(ctx: ApiContext) -> Litestar:
             ReconciliationController,
             StreamTokenController,
             export_events,
+            create_erasure,
         ],
     )
     # The streams authenticate themselves: a browser's EventSource sends no header, only a

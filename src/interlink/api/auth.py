@@ -25,6 +25,7 @@ from interlink.storage.tenancy import no_scope, system_scope, tenant_scope
 
 class Principal(msgspec.Struct, frozen=True):
     tenant_id: str | None  # None: the admin
+    key_id: str | None = None  # the tenant's API key that authenticated (records say who)
 
     @property
     def is_admin(self) -> bool:
@@ -49,10 +50,10 @@ async def authenticate_header(header: str, admin_key: str, management: Managemen
     # A key names its tenant, so finding it comes before any tenant: the system scope's one
     # lookup, by the key's hash.
     with system_scope("api key lookup"):
-        tenant_id = await management.tenant_for_key(token)
-    if tenant_id is None:
+        owner = await management.key_owner(token)
+    if owner is None:
         raise NotAuthorizedException("the API key is not valid")
-    return Principal(tenant_id=tenant_id)
+    return Principal(tenant_id=owner[0], key_id=owner[1])
 
 
 def require_admin(principal: Principal) -> None:

@@ -15,16 +15,16 @@ from interlink.domain.jobs import InvalidFilter, JobKind, JobStatus, RedriveFilt
 from interlink.storage.jobs import JobFinished
 
 
-def _instant(name: str, value: Instant | None) -> float | None:
+def instant_or_epoch(name: str, value: Instant | None) -> float | None:
     if isinstance(value, int | float):
         return float(value)  # its bounds are the schema's, checked as the body was decoded
     return instant(name, value)
 
 
-def _rate(ctx: ApiContext, asked: float | None) -> float:
+def job_rate(ctx: ApiContext, asked: float | None, default: float | None = None) -> float:
     most = ctx.settings.job_rate_max
     if asked is None:
-        return min(ctx.settings.job_rate_default, most)
+        return min(default or ctx.settings.job_rate_default, most)
     if asked > most:
         raise Unprocessable(f"rate must be at most {most:g} items per second")
     return asked
@@ -46,12 +46,12 @@ class JobController(Controller):
             where = RedriveFilter(
                 endpoint_id=data.endpoint_id,
                 type=data.type,
-                created_after=_instant("after", data.after),
-                created_before=_instant("before", data.before),
+                created_after=instant_or_epoch("after", data.after),
+                created_before=instant_or_epoch("before", data.before),
             )
         except InvalidFilter as exc:
             raise Unprocessable(str(exc)) from None
-        rate = _rate(ctx, data.rate)
+        rate = job_rate(ctx, data.rate)
         if data.endpoint_id is not None:
             found(
                 await ctx.management.get_endpoint(tenant_id, data.endpoint_id),
@@ -70,12 +70,12 @@ class JobController(Controller):
                 event_ids=tuple(dict.fromkeys(data.event_ids or ())),
                 type=data.type,
                 source_id=data.source_id,
-                received_after=_instant("after", data.after),
-                received_before=_instant("before", data.before),
+                received_after=instant_or_epoch("after", data.after),
+                received_before=instant_or_epoch("before", data.before),
             )
         except InvalidFilter as exc:
             raise Unprocessable(str(exc)) from None
-        rate = _rate(ctx, data.rate)
+        rate = job_rate(ctx, data.rate)
         found(
             await ctx.management.get_endpoint(tenant_id, data.endpoint_id),
             "endpoint",

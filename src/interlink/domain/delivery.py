@@ -19,6 +19,7 @@ class DeliveryStatus(enum.StrEnum):
     SCHEDULED = "scheduled"
     SUCCEEDED = "succeeded"
     DEAD = "dead"
+    CANCELLED = "cancelled"  # never to be sent: its event was erased (domain/erasure.py)
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -29,8 +30,10 @@ class AttemptOutcome(enum.StrEnum):
 
 
 TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
-    DeliveryStatus.PENDING: frozenset({DeliveryStatus.IN_FLIGHT}),
-    DeliveryStatus.SCHEDULED: frozenset({DeliveryStatus.IN_FLIGHT, DeliveryStatus.PENDING}),
+    DeliveryStatus.PENDING: frozenset({DeliveryStatus.IN_FLIGHT, DeliveryStatus.CANCELLED}),
+    DeliveryStatus.SCHEDULED: frozenset(
+        {DeliveryStatus.IN_FLIGHT, DeliveryStatus.PENDING, DeliveryStatus.CANCELLED}
+    ),
     DeliveryStatus.IN_FLIGHT: frozenset(
         {
             DeliveryStatus.SUCCEEDED,
@@ -40,7 +43,8 @@ TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
         }
     ),
     DeliveryStatus.SUCCEEDED: frozenset({DeliveryStatus.PENDING}),
-    DeliveryStatus.DEAD: frozenset({DeliveryStatus.PENDING}),
+    DeliveryStatus.DEAD: frozenset({DeliveryStatus.PENDING, DeliveryStatus.CANCELLED}),
+    DeliveryStatus.CANCELLED: frozenset(),
 }
 
 

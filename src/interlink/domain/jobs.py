@@ -24,6 +24,7 @@ MAX_EVENT_IDS = 1000
 class JobKind(enum.StrEnum):
     REDRIVE = "redrive"  # dead deliveries matching a filter: back to pending, in place
     REPLAY = "replay"  # events matching a filter (or listed by id): sent again to one endpoint
+    ERASURE = "erasure"  # events holding a subject's value: redacted (domain/erasure.py)
 
 
 class JobStatus(enum.StrEnum):
@@ -77,12 +78,30 @@ class ReplayFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
             raise InvalidFilter("list event ids, or filter by type, source and time: not both")
 
 
+class ErasureFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Events whose data holds a subject's value at ``path`` (its digest: domain/erasure.py),
+    optionally from one source, received in a time range; who asked for it."""
+
+    path: tuple[str, ...]
+    value_digest: str
+    source_id: str | None = None
+    received_after: float | None = None
+    received_before: float | None = None
+    requested_by: str | None = None  # the API key's id; None: the admin
+
+    def __post_init__(self) -> None:
+        _check_range(self.received_after, self.received_before)
+
+
+JobFilter = RedriveFilter | ReplayFilter | ErasureFilter
+
+
 class Job(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
     kind: JobKind
     status: JobStatus
-    filter: RedriveFilter | ReplayFilter
+    filter: JobFilter
     endpoint_id: str | None  # the one endpoint a replay sends to
     rate: float  # items per second, at most
     total: int | None  # counted when the job starts

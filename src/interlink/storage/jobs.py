@@ -19,10 +19,13 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from interlink.domain.erasure import matches
 from interlink.domain.ids import new_id
 from interlink.domain.jobs import (
     ACTIVE,
+    ErasureFilter,
     Job,
+    JobFilter,
     JobKind,
     JobStatus,
     RedriveFilter,
@@ -31,6 +34,7 @@ from interlink.domain.jobs import (
 from interlink.domain.rate_limit import TokenBucket
 from interlink.storage.database import Database
 from interlink.storage.deliveries import Deliveries, DeliveryFilter, delivery_conditions
+from interlink.storage.erasure import erase_events
 from interlink.storage.event_log import EventFilter, event_conditions
 from interlink.storage.pagination import Page, fetch_page
 from interlink.storage.ports import DELIVERIES_CHANNEL, ERROR_CHARS
@@ -63,10 +67,15 @@ _ACTIVE: sa.BindParameter[list[str]] = sa.bindparam(
 _DEAD: sa.ColumnElement[str] = sa.literal_column("'dead'")
 
 
-def _filter(kind: JobKind, raw: Any) -> RedriveFilter | ReplayFilter:
-    if kind is JobKind.REDRIVE:
-        return msgspec.convert(raw, RedriveFilter)
-    return msgspec.convert(raw, ReplayFilter)
+_FILTERS: dict[JobKind, type[JobFilter]] = {
+    JobKind.REDRIVE: RedriveFilter,
+    JobKind.REPLAY: ReplayFilter,
+    JobKind.ERASURE: ErasureFilter,
+}
+
+
+def _filter(kind: JobKind, raw: Any) -> JobFilter:
+    return msgspec.convert(raw, _FILTERS[kind])
 
 
 def _job(row: Any) -> Job:
@@ -128,6 +137,20 @@ def _items(job: Job) -> _Items:
             )
             match = delivery_conditions(job.tenant_id, where)
         return _Items([deliveries.c.id], window, match)
+    if isinstance(f, ErasureFilter):
+        # Which of them hold the subject's value is decided on their data, in Python
+        # (domain/erasure.py): the SQL narrows by source and time only.
+        narrowed = EventFilter(
+            source_id=f.source_id,
+            received_after=f.received_after,
+            received_before=f.received_before,
+        )
+        erasure_match = None
+        if f.source_id or f.received_after is not None or f.received_before is not None:
+            erasure_match = event_conditions(job.tenant_id, narrowed)
+        return _Items(
+            [events.c.id, events.c.data], [events.c.tenant_id == job.tenant_id], erasure_match
+        )
     window = [events.c.tenant_id == job.tenant_id]
     if f.event_ids:
         window.append(events.c.id.in_(list(f.event_ids)))
@@ -161,7 +184,7 @@ class Jobs:
         self,
         tenant_id: str,
         kind: JobKind,
-        where: RedriveFilter | ReplayFilter,
+        where: JobFilter,
         rate: float,
         endpoint_id: str | None = None,
     ) -> Job:
@@ -364,6 +387,11 @@ class Jobs:
             raise JobImpossible(f"the endpoint '{job.endpoint_id}' was deleted")
 
     async def _work(self, conn: AsyncConnection, job: Job, picked: list[Any], now: float) -> int:
+        if isinstance(job.filter, ErasureFilter):
+            f = job.filter
+            matched = [r[0] for r in picked if matches(job.tenant_id, f.path, f.value_digest, r[1])]
+            await erase_events(conn, job.tenant_id, matched, now)
+            return len(matched)  # the rest of the batch is ``skipped``: scanned, not theirs
         if job.kind is JobKind.REDRIVE:
             return await self._deliveries.redrive_dead(conn, [r[0] for r in picked], now)
         assert job.endpoint_id is not None

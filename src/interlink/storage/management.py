@@ -136,6 +136,10 @@ class Management:
     async def tenant_for_key(self, plaintext: str) -> str | None:
         return await self.keys.tenant_for_key(plaintext)
 
+    async def key_owner(self, plaintext: str) -> tuple[str, str] | None:
+        """(tenant id, key id) of a live API key, or None."""
+        return await self.keys.key_owner(plaintext)
+
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         async with self.db.read() as conn:
             row = (await conn.execute(tenants.select().where(tenants.c.id == tenant_id))).first()
