@@ -20,13 +20,12 @@ from litestar.response import Stream
 
 from interlink.api.auth import Principal, require_tenant
 from interlink.api.context import ApiContext
-from interlink.api.params import instant
+from interlink.api.params import EVENT_ID_PATTERN, instant
 from interlink.api.schemas import AttemptOut, DeliveryOut, EventOut
 from interlink.api.traffic import event_out
 from interlink.storage.export import Exported
 
 NDJSON = "application/x-ndjson"
-_EVENT_ID = r"^evt_[0-9a-f]{32}$"
 
 
 class ExportedDeliveryOut(msgspec.Struct):
@@ -71,7 +70,7 @@ async def export_events(
         str | None, Parameter(description="Events received before this time (default: now)")
     ] = None,
     resume_after: Annotated[
-        str | None, Parameter(pattern=_EVENT_ID, description="Resume after this event id")
+        str | None, Parameter(pattern=EVENT_ID_PATTERN, description="Resume after this event id")
     ] = None,
 ) -> Stream:
     tenant_id = require_tenant(principal)

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from interlink import problems
-from interlink.api.params import INSTANT_SCHEMA, MAX_LIMIT
+from interlink.api.params import EVENT_ID_PATTERN, INSTANT_SCHEMA, MAX_LIMIT
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.jobs import JobKind, JobStatus
 from interlink.partners.pipeline import Stage
@@ -166,6 +166,9 @@ def _parameters(path: str, operation: dict[str, Any]) -> None:
             parameter["schema"] = {"type": "string", "maxLength": 40, **INSTANT_SCHEMA}
         elif (path, name) in _ENUMS:
             parameter["schema"] = {"type": "string", "enum": _ENUMS[(path, name)]}
+        elif name == "resume_after":
+            # An event id; a query string cannot carry null (absent is the default).
+            parameter["schema"] = {"type": "string", "pattern": EVENT_ID_PATTERN}
         elif name == "cursor":
             parameter["schema"] = {"type": "string", "description": "next_cursor of a page"}
 

@@ -27,6 +27,7 @@ class Unprocessable(ClientException):
 MAX_EPOCH = 253402300799.0
 # Epoch seconds as a query parameter (or a string in a body): up to 11 digits, so within the years
 # 1970 to 5138.
+EVENT_ID_PATTERN = r"^evt_[0-9a-f]{32}$"
 EPOCH_PATTERN = r"^[0-9]{1,11}(\.[0-9]{1,20})?$"
 # What the OpenAPI document says a time given as a string is: what ``instant`` takes.
 INSTANT_SCHEMA: dict[str, Any] = {
