@@ -30,6 +30,7 @@ class EventFilter(msgspec.Struct, frozen=True):
     source_id: str | None = None
     received_after: float | None = None
     received_before: float | None = None
+    key: str | None = None  # the ordering key (the console's search)
 
 
 def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElement[bool]]:
@@ -38,6 +39,8 @@ def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElemen
         out.append(events.c.type == where.type)
     if where.source_id:
         out.append(events.c.source_id == where.source_id)
+    if where.key:
+        out.append(events.c.key == where.key)
     if where.received_after is not None:
         out.append(events.c.received_at >= where.received_after)
     if where.received_before is not None:
