@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from tests.integration.conftest import Harness
+from tests.integration.conftest import ADMIN, Harness, eventually
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -53,3 +53,129 @@ async def test_login_cookie_pages_and_logout(harness: Harness) -> None:
     assert r.status_code == 303
     r = await client.get("/console/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/console/login"
+
+
+async def _published(harness: Harness, key: str, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        r = await harness.client.post(
+            "/api/v1/events",
+            json={"type": "order.placed", "data": {"i": i}, "key": f"b-{i}"},
+            headers=harness.auth(key),
+        )
+        assert r.status_code == 202, r.text
+        ids.append(str(r.json()["id"]))
+    return ids
+
+
+async def test_a_post_without_the_csrf_token_is_refused(harness: Harness) -> None:
+    key = await harness.tenant("acme")
+    client = harness.client
+    form = await client.get("/console/login")
+    assert (await client.post("/console/login", data={"key": key})).status_code == 403
+    r = await client.post("/console/login", data={"key": key, "csrf": "forged"})
+    assert r.status_code == 403
+    r = await client.post("/console/login", data={"key": key, "csrf": csrf_of(form)})
+    assert r.status_code == 303
+    home = await client.get("/console/")
+    for path in ("/console/logout", "/console/dead/redrive", "/console/quarantine/reprocess"):
+        assert (await client.post(path, data={})).status_code == 403, path
+        assert (await client.post(path, data={"csrf": "x" * 64})).status_code == 403, path
+    # Another session's token does not pass either: it is derived from each session's secret.
+    other = httpx.AsyncClient(transport=client._transport, base_url="http://interlink")
+    async with other:
+        await log_in(other, key)
+        theirs = csrf_of(await other.get("/console/"))
+    assert theirs != csrf_of(home)
+    assert (await client.post("/console/logout", data={"csrf": theirs})).status_code == 403
+    # Still logged in: the refused logouts did nothing.
+    assert (await client.get("/console/", follow_redirects=False)).status_code == 200
+
+
+async def test_a_wrong_key_is_refused_and_not_echoed(harness: Harness) -> None:
+    client = harness.client
+    wrong = "ik_" + "w" * 43
+    form = await client.get("/console/login")
+    r = await client.post("/console/login", data={"key": wrong, "csrf": csrf_of(form)})
+    assert r.status_code == 401 and wrong not in r.text
+    assert "interlink_console=" not in r.headers.get("set-cookie", "")
+
+
+async def test_another_tenants_ids_are_not_found(harness: Harness) -> None:
+    mine, theirs = await harness.tenant("mine"), await harness.tenant("theirs")
+    (their_event,) = await _published(harness, theirs, 1)
+    r = await harness.client.post(
+        "/api/v1/endpoints", json={"url": "http://127.0.0.1:9/x"}, headers=harness.auth(theirs)
+    )
+    their_endpoint = r.json()["endpoint"]["id"]
+    await log_in(harness.client, mine)
+    for path in (f"/console/events/{their_event}", f"/console/endpoints/{their_endpoint}"):
+        page = await harness.client.get(path)
+        assert page.status_code == 404, path
+        assert their_event not in page.text or path.endswith(their_event)
+    csrf = csrf_of(await harness.client.get("/console/"))
+    r = await harness.client.post(f"/console/endpoints/{their_endpoint}/pause", data={"csrf": csrf})
+    assert r.status_code == 404
+    await log_in_as_admin_for(harness.client, "theirs")
+    assert (await harness.client.get(f"/console/events/{their_event}")).status_code == 200
+
+
+async def log_in_as_admin_for(client: httpx.AsyncClient, tenant_name: str) -> None:
+    client.cookies.clear()
+    r = await log_in(client, ADMIN)
+    assert r.status_code == 303 and r.headers["location"] == "/console/tenants"
+    assert (await client.get("/console/", follow_redirects=False)).status_code == 303
+    tenants = await client.get("/console/tenants")
+    row = re.search(rf"<td>{tenant_name}</td><td><code>([^<]+)</code>", tenants.text)
+    assert row is not None, tenants.text
+    r = await client.post(
+        "/console/tenants", data={"csrf": csrf_of(tenants), "tenant_id": row.group(1)}
+    )
+    assert r.status_code == 303
+
+
+async def test_events_endpoint_actions_and_redrive(harness: Harness) -> None:
+    key = await harness.tenant("acme")
+    r = await harness.client.post(
+        "/api/v1/endpoints",
+        json={"url": "http://127.0.0.1:9/down", "retry_schedule": [0]},
+        headers=harness.auth(key),
+    )
+    endpoint_id = r.json()["endpoint"]["id"]
+    sub = {"endpoint_id": endpoint_id, "event_types": ["order.*"]}
+    await harness.post(key, "/api/v1/subscriptions", sub)
+    ids = await _published(harness, key, 3)
+    client = harness.client
+    await log_in(client, key)
+    events = await client.get("/console/events", params={"type": "order.placed"})
+    assert all(i in events.text for i in ids)
+    assert (await client.get("/console/events", params={"key": "b-1"})).text.count(
+        "event-link"
+    ) == 1
+    page = await client.get(f"/console/events/{ids[0]}")
+    assert page.status_code == 200 and "Received" in page.text
+
+    async def dead() -> bool:
+        listing = await harness.get(key, "/api/v1/deliveries", status="dead")
+        return len(listing.json()["data"]) == 3
+
+    await eventually(dead, timeout=20)
+    overview = await client.get("/console/")
+    assert '<span class="n" id="dead-count">3</span>' in overview.text
+    dead_page = await client.get("/console/dead")
+    r = await client.post("/console/dead/redrive", data={"csrf": csrf_of(dead_page)})
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/jobs/")
+    job = await client.get(r.headers["location"])
+    assert job.status_code == 200 and 'id="job-bar"' in job.text
+
+    csrf = csrf_of(job)
+    base = f"/console/endpoints/{endpoint_id}"
+    assert (await client.post(f"{base}/pause", data={"csrf": csrf})).status_code == 303
+    assert 'id="status">paused' in (await client.get(base)).text
+    assert (await client.post(f"{base}/resume", data={"csrf": csrf})).status_code == 303
+    assert 'id="status">active' in (await client.get(base)).text
+    tested = await client.post(f"{base}/test", data={"csrf": csrf})
+    assert tested.status_code == 200 and "A test event was sent" in tested.text
+    rotated = await client.post(f"{base}/rotate", data={"csrf": csrf})
+    assert rotated.status_code == 200 and 'id="new-secret">whsec_' in rotated.text
+    assert "whsec_" not in (await client.get(base)).text  # shown once
