@@ -13,7 +13,7 @@ from interlink.api.context import ApiContext
 from interlink.api.schemas import JobOut
 from interlink.console.web import PREFIX, Login, not_found, query, render, when
 from interlink.domain.delivery import DeliveryStatus
-from interlink.domain.jobs import InvalidFilter, JobKind, JobStatus, RedriveFilter
+from interlink.domain.jobs import ACTIVE, InvalidFilter, JobKind, JobStatus, RedriveFilter
 from interlink.partners.pipeline import Stage
 from interlink.partners.stage import AlreadyResolved
 from interlink.storage.deliveries import DeliveryFilter
@@ -86,12 +86,16 @@ def _progress(job: JobOut) -> int:
     return min(100, round(100 * job.done / job.total))
 
 
+def _running(job: JobOut) -> bool:
+    return job.status in {s.value for s in ACTIVE}
+
+
 @get("/jobs/{job_id:str}")
 async def job_page(
     request: Request[Any, Any, Any], job_id: str, login: Login, ctx: ApiContext
 ) -> Response[str]:
     job = await _job(ctx, login, job_id)
-    return render(request, "job.html", job=job, percent=_progress(job))
+    return render(request, "job.html", job=job, percent=_progress(job), running=_running(job))
 
 
 @get("/jobs/{job_id:str}/progress")
@@ -100,7 +104,9 @@ async def job_progress(
 ) -> Response[str]:
     """The progress bar alone, polled by the job page until the job ends."""
     job = await _job(ctx, login, job_id)
-    return render(request, "_job_progress.html", job=job, percent=_progress(job))
+    return render(
+        request, "_job_progress.html", job=job, percent=_progress(job), running=_running(job)
+    )
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=303)

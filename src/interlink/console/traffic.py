@@ -64,7 +64,7 @@ async def overview(
     )
     out_hour = {t.endpoint_id: t for t in await stats.deliveries_by_endpoint(tenant_id, now - HOUR)}
     out_day = await stats.deliveries_by_endpoint(tenant_id, now - DAY)
-    urls = {e.id: e.url or e.description or e.id for e in endpoints}
+    urls = {e.id: e.description or e.url or e.id for e in endpoints}
     outbound = []
     for t in out_day:
         rate = t.success_rate
