@@ -211,6 +211,9 @@ async def test_a_quarantined_event_is_reprocessed_after_the_kit_is_fixed(
         await page.click("#reprocess")
         await expect(page.locator("#results")).to_contain_text("normalized: 1 event(s)")
         await expect(page.locator("#quarantine")).to_contain_text("Nothing quarantined")
+        await page.goto(f"{base}/partners")
+        await expect(page.locator("#partners")).to_contain_text("harbor_pms")
+        await shot(page, "partners")
         events = await api.events(tenant, type="booking.created")
         assert len(events) == 1 and events[0]["data"]["status"] == "confirmed"
         assert browser.blocked == [], browser.blocked

@@ -43,6 +43,7 @@ async def test_login_cookie_pages_and_logout(harness: Harness) -> None:
         "/console/endpoints",
         "/console/dead",
         "/console/quarantine",
+        "/console/partners",
     ):
         page = await client.get(path)
         assert page.status_code == 200, (path, page.text[:2000])

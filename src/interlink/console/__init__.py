@@ -18,7 +18,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.static_files import create_static_files_router
 
 from interlink.api.context import ApiContext
-from interlink.console import auth, endpoints, operations, traffic
+from interlink.console import auth, endpoints, operations, partners, traffic
 from interlink.console.web import ConsoleMiddleware, check_csrf, login_of, on_error
 from interlink.storage.console_sessions import ConsoleSessions
 from interlink.storage.console_stats import ConsoleStats
@@ -65,6 +65,7 @@ def create_console(ctx: ApiContext) -> Router:
             operations.cancel_job,
             operations.quarantine_page,
             operations.reprocess,
+            partners.partners_page,
             create_static_files_router(
                 path="/static", directories=[_STATIC], include_in_schema=False
             ),

@@ -69,6 +69,15 @@ class ConsoleStats:
                 t.waiting += int(n)
         return sorted(out.values(), key=lambda t: t.endpoint_id)
 
+    async def quarantined_by_source(self, tenant_id: str, since: float) -> dict[str, int]:
+        query = (
+            sa.select(quarantine.c.source_id, sa.func.count())
+            .where(quarantine.c.tenant_id == tenant_id, quarantine.c.created_at >= since)
+            .group_by(quarantine.c.source_id)
+        )
+        async with self.db.read() as conn:
+            return {r[0]: int(r[1]) for r in await conn.execute(query)}
+
     async def needs(self, tenant_id: str) -> Needs:
         # Partial indexes hold only dead deliveries and open entries: both counts stay small.
         dead = sa.select(sa.func.count()).where(
