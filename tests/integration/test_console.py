@@ -8,6 +8,9 @@ import re
 import httpx
 from tests.integration.conftest import ADMIN, Harness, eventually
 
+from interlink.storage.console_sessions import TOUCH_SECONDS, ConsoleSessions
+from interlink.storage.tenancy import system_scope
+
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -180,3 +183,36 @@ async def test_events_endpoint_actions_and_redrive(harness: Harness) -> None:
     rotated = await client.post(f"{base}/rotate", data={"csrf": csrf})
     assert rotated.status_code == 200 and 'id="new-secret">whsec_' in rotated.text
     assert "whsec_" not in (await client.get(base)).text  # shown once
+
+
+async def test_the_cookie_is_secure_over_https(harness: Harness) -> None:
+    key = await harness.tenant("acme")
+    transport = harness.client._transport
+    async with httpx.AsyncClient(transport=transport, base_url="https://interlink") as client:
+        r = await log_in(client, key)
+        cookie = next(
+            v for k, v in r.headers.multi_items() if k == "set-cookie" and "interlink_console=" in v
+        )
+        assert "secure" in {p.strip().lower() for p in cookie.split(";")}
+
+
+async def test_sessions_end_when_idle_too_long_past_their_limit_and_at_logout(
+    harness: Harness,
+) -> None:
+    key = await harness.tenant("acme")
+    with system_scope("test"):
+        tenant_id = await harness.system.management.tenant_for_key(key)
+    sessions = ConsoleSessions(harness.system.db, idle=60.0, longest=600.0)
+    _, token = await sessions.create(tenant_id, False, now=1000.0)
+    stored = await sessions.find(token, now=1001.0)
+    assert stored is not None and stored.id_hash != token and token not in repr(stored)
+    assert await sessions.find(token + "x", now=1001.0) is None
+    assert await sessions.find(token, now=1059.0) is not None  # 58 s idle: still alive
+    assert await sessions.find(token, now=1061.0 + TOUCH_SECONDS) is None  # idle too long
+    _, token = await sessions.create(tenant_id, False, now=2000.0)
+    for now in range(2050, 2600, 50):  # active all along: touched at most once a minute
+        assert await sessions.find(token, now=float(now)) is not None, now
+    assert await sessions.find(token, now=2600.0) is None  # the absolute limit
+    _, token = await sessions.create(tenant_id, False, now=3000.0)
+    await sessions.end(token)
+    assert await sessions.find(token, now=3001.0) is None

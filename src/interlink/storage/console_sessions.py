@@ -2,8 +2,9 @@
 
 The cookie holds a random token; the table holds its SHA-256 only, so a copy of the database
 logs no one in. A session ends after ``idle`` seconds without a request and after ``longest``
-seconds in all; ``last_seen_at`` is written at most once a minute (``TOUCH_SECONDS``), as an
-API key's ``last_used_at`` is, so a page view is no write. Every lookup runs in the system scope
+seconds in all; ``last_seen_at`` is written at most once a minute (``TOUCH_SECONDS``; or each
+half idle limit, when that is shorter), as an API key's ``last_used_at`` is, so a page view is
+no write. Every lookup runs in the system scope
 (the token names its tenant, as an API key does); what the session then does runs in its
 tenant's scope (console/web.py).
 """
@@ -87,7 +88,8 @@ class ConsoleSessions:
             if now >= session.expires_at or now - session.last_seen_at >= self.idle:
                 await self.end(token)
                 return None
-            if now - session.last_seen_at >= TOUCH_SECONDS:
+            # Half the idle limit at most, so a session used steadily never looks idle.
+            if now - session.last_seen_at >= min(TOUCH_SECONDS, self.idle / 2):
                 async with self.db.write() as conn:
                     await conn.execute(
                         table.update()
