@@ -53,6 +53,7 @@ from interlink.storage import migrate, rls
 from interlink.storage.connections import Connections
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
+from interlink.storage.event_counts import EventCounts
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
 from interlink.storage.maintenance import Maintenance, owner_database
@@ -271,6 +272,7 @@ class Interlink:
             on_progress=self.dispatcher.wake,
         )
         self.ingest = IngestApp(SourceCache(self.management), self.commit, self.metrics)
+        self.event_counts = EventCounts(self.db)
         self.api = create_api(
             ApiContext(
                 settings=settings,
@@ -296,6 +298,7 @@ class Interlink:
                     self.metrics,
                 ),
                 consumers=self.consumers,
+                event_counts=self.event_counts,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -402,6 +405,9 @@ class Interlink:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if Role.API in self.roles:
                 self._tasks.append(asyncio.create_task(self.stream_hub.run(), name="stream-hub"))
+                # The console's first overview would otherwise read the week's log itself.
+                warm = self.event_counts.refresh(self.clock.now())
+                self._tasks.append(asyncio.create_task(warm, name="console-counts"))
             if self._sqlite is None and self.roles & {Role.ROUTER, Role.DISPATCHER, Role.API}:
                 # Other processes' appends and routing wake this one's roles (a hint; they poll).
                 wakeups = Wakeups(

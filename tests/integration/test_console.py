@@ -4,6 +4,7 @@ rendering on the backend under test (SQLite, or PostgreSQL with INTERLINK_TEST_B
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 from tests.integration.conftest import ADMIN, Harness, eventually
@@ -216,3 +217,27 @@ async def test_sessions_end_when_idle_too_long_past_their_limit_and_at_logout(
     _, token = await sessions.create(tenant_id, False, now=3000.0)
     await sessions.end(token)
     assert await sessions.find(token, now=3001.0) is None
+
+
+async def test_event_counts_are_read_once_from_the_log_and_kept_per_tenant(
+    harness: Harness,
+) -> None:
+    mine, theirs = await harness.tenant("mine"), await harness.tenant("theirs")
+    await _published(harness, mine, 2)
+    counts = harness.system.event_counts
+    now = time.time()
+    await counts.refresh(now)
+    with system_scope("test"):
+        my_id = await harness.system.management.tenant_for_key(mine)
+        their_id = await harness.system.management.tenant_for_key(theirs)
+    assert my_id is not None and their_id is not None
+    assert list(counts.per_source(my_id, now - 3600).values()) == [2]
+    await _published(harness, mine, 1)
+    await _published(harness, theirs, 4)
+    await counts.refresh(time.time())
+    assert list(counts.per_source(my_id, now - 3600).values()) == [3]
+    assert list(counts.per_source(their_id, now - 86400).values()) == [4]
+    assert counts.per_source(my_id, now + 3600) == {}  # nothing in the future's slots
+    await log_in(harness.client, mine)
+    overview = await harness.client.get("/console/")
+    assert '<td class="num">3</td><td class="num">3</td>' in overview.text

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from litestar.exceptions import ValidationException
 
 from interlink.console.partners import PartnerRow
 from interlink.console.traffic import _bars
 from interlink.console.web import shown_time, when
+from interlink.domain.ids import id_floor, new_id
 from interlink.domain.models import Envelope, Source
 from interlink.storage.console_sessions import Session
 
@@ -49,3 +52,10 @@ def test_the_csrf_token_is_the_sessions_own() -> None:
     token = session.csrf_token("token-a")
     assert token == session.csrf_token("token-a") != session.csrf_token("token-b")
     assert "token-a" not in token
+
+
+def test_an_id_floor_sorts_before_the_ids_made_from_then_on() -> None:
+    before = id_floor("delivery", time.time() - 1)
+    made = new_id("delivery")
+    after = id_floor("delivery", time.time() + 1)
+    assert before < made < after and len(before) == len(made)

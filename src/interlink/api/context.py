@@ -15,6 +15,7 @@ from interlink.partners.reconciliation import Reconciliation
 from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.storage.deliveries import Deliveries
+from interlink.storage.event_counts import EventCounts
 from interlink.storage.event_log import EventLog
 from interlink.storage.jobs import Jobs
 from interlink.storage.management import Management
@@ -48,3 +49,5 @@ class ApiContext:
 
     # Pull endpoints' consumers: claims (long polls), acks and nacks.
     consumers: Consumers | None = None
+    # The console's counts of events per source (storage/event_counts.py), warmed at start.
+    event_counts: EventCounts | None = None

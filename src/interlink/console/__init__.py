@@ -22,6 +22,7 @@ from interlink.console import auth, endpoints, operations, partners, traffic
 from interlink.console.web import ConsoleMiddleware, check_csrf, login_of, on_error
 from interlink.storage.console_sessions import ConsoleSessions
 from interlink.storage.console_stats import ConsoleStats
+from interlink.storage.event_counts import EventCounts
 
 _STATIC = Path(str(importlib.resources.files("interlink.console") / "static"))
 
@@ -31,12 +32,16 @@ def create_console(ctx: ApiContext) -> Router:
         ctx.management.db, ctx.settings.console_idle_seconds, ctx.settings.console_max_seconds
     )
     stats = ConsoleStats(ctx.events.db)
+    counts = ctx.event_counts or EventCounts(ctx.events.db)
 
     async def provide_sessions() -> ConsoleSessions:
         return sessions
 
     async def provide_stats() -> ConsoleStats:
         return stats
+
+    async def provide_counts() -> EventCounts:
+        return counts
 
     return Router(
         path="/console",
@@ -74,6 +79,7 @@ def create_console(ctx: ApiContext) -> Router:
             "login": Provide(login_of, sync_to_thread=False),
             "sessions": Provide(provide_sessions),
             "stats": Provide(provide_stats),
+            "counts": Provide(provide_counts),
         },
         middleware=[DefineMiddleware(ConsoleMiddleware, sessions=lambda: sessions)],
         before_request=check_csrf,

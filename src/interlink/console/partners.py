@@ -2,8 +2,8 @@
 its quarantine rate, its last reconciliation, and the state of the connections to partner APIs.
 
 Worded for someone who does not run Interlink: "usual" is the average hour of the last seven
-days (a simple baseline computed here from the log, not the volume monitor's learned one, which
-lives in the scheduler's process).
+days (a simple baseline from the console's counts, storage/event_counts.py, not the volume
+monitor's learned one, which lives in the scheduler's process).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from interlink.api.context import ApiContext
 from interlink.console.web import Login, render
 from interlink.domain.models import Source
 from interlink.storage.console_stats import ConsoleStats
+from interlink.storage.event_counts import EventCounts
 from interlink.storage.pagination import Page
 from interlink.storage.reconciliation import Run
 
@@ -60,13 +61,15 @@ async def partners_page(
     login: Login,
     ctx: ApiContext,
     stats: ConsoleStats,
+    counts: EventCounts,
     cursor: str | None = None,
 ) -> Response[str]:
     tenant_id, now = login.tenant_id, time.time()
     sources, nxt = await ctx.management.list_sources(tenant_id, Page(limit=50, cursor=cursor))
-    hour = await stats.events_by_source(tenant_id, now - HOUR)
-    day = await stats.events_by_source(tenant_id, now - DAY)
-    week = await stats.events_by_source(tenant_id, now - WEEK)
+    await counts.refresh(now)
+    hour = counts.per_source(tenant_id, now - HOUR)
+    day = counts.per_source(tenant_id, now - DAY)
+    week = counts.per_source(tenant_id, now - WEEK)
     held = await stats.quarantined_by_source(tenant_id, now - DAY)
     rows = [
         PartnerRow(

@@ -14,6 +14,7 @@ from interlink.console.web import Login, not_found, query, render, when
 from interlink.domain.models import Endpoint
 from interlink.storage import timeline as timelines
 from interlink.storage.console_stats import ConsoleStats
+from interlink.storage.event_counts import EventCounts
 from interlink.storage.event_log import EventFilter
 from interlink.storage.pagination import Page
 
@@ -51,14 +52,19 @@ def _bars(rows: list[tuple[str, str, int, int, str]]) -> list[Bar]:
 
 @get("/")
 async def overview(
-    request: Request[Any, Any, Any], login: Login, ctx: ApiContext, stats: ConsoleStats
+    request: Request[Any, Any, Any],
+    login: Login,
+    ctx: ApiContext,
+    stats: ConsoleStats,
+    counts: EventCounts,
 ) -> Response[str]:
     tenant_id, now = login.tenant_id, time.time()
     sources, _ = await ctx.management.list_sources(tenant_id, Page(limit=SHOWN))
     endpoints, _ = await ctx.management.list_endpoints(tenant_id, Page(limit=SHOWN))
     names = {s.id: s.name for s in sources}
-    hour = await stats.events_by_source(tenant_id, now - HOUR)
-    day = await stats.events_by_source(tenant_id, now - DAY)
+    await counts.refresh(now)
+    hour = counts.per_source(tenant_id, now - HOUR)
+    day = counts.per_source(tenant_id, now - DAY)
     inbound = _bars(
         [(names.get(s, s), f"events?source_id={s}", hour.get(s, 0), n, "") for s, n in day.items()]
     )
