@@ -68,17 +68,15 @@ async def overview(
     inbound = _bars(
         [(names.get(s, s), f"events?source_id={s}", hour.get(s, 0), n, "") for s, n in day.items()]
     )
-    out_hour = {t.endpoint_id: t for t in await stats.deliveries_by_endpoint(tenant_id, now - HOUR)}
-    out_day = await stats.deliveries_by_endpoint(tenant_id, now - DAY)
+    out_day = await stats.deliveries_by_endpoint(tenant_id, now - DAY, now - HOUR)
     urls = {e.id: e.description or e.url or e.id for e in endpoints}
     outbound = []
     for t in out_day:
         rate = t.success_rate
         note = "" if rate is None else f"{rate:.0%} delivered"
-        h = out_hour.get(t.endpoint_id)
         href = f"endpoints/{t.endpoint_id}"
         label = urls.get(t.endpoint_id, t.endpoint_id)
-        outbound.append((label, href, 0 if h is None else h.total, t.total, note))
+        outbound.append((label, href, t.recent, t.total, note))
     healths = [(e, await health(ctx, tenant_id, e, now)) for e in endpoints]
     return render(
         request,
