@@ -202,19 +202,21 @@ async def test_sessions_end_when_idle_too_long_past_their_limit_and_at_logout(
 ) -> None:
     key = await harness.tenant("acme")
     with system_scope("test"):
-        tenant_id = await harness.system.management.tenant_for_key(key)
+        found = await harness.system.management.keys.live_key(key)
+    assert found is not None
+    key_id, tenant_id = found
     sessions = ConsoleSessions(harness.system.db, idle=60.0, longest=600.0)
-    _, token = await sessions.create(tenant_id, False, now=1000.0)
+    _, token = await sessions.create(tenant_id, key_id, now=1000.0)
     stored = await sessions.find(token, now=1001.0)
     assert stored is not None and stored.id_hash != token and token not in repr(stored)
     assert await sessions.find(token + "x", now=1001.0) is None
     assert await sessions.find(token, now=1059.0) is not None  # 58 s idle: still alive
     assert await sessions.find(token, now=1061.0 + TOUCH_SECONDS) is None  # idle too long
-    _, token = await sessions.create(tenant_id, False, now=2000.0)
+    _, token = await sessions.create(tenant_id, key_id, now=2000.0)
     for now in range(2050, 2600, 50):  # active all along: touched at most once a minute
         assert await sessions.find(token, now=float(now)) is not None, now
     assert await sessions.find(token, now=2600.0) is None  # the absolute limit
-    _, token = await sessions.create(tenant_id, False, now=3000.0)
+    _, token = await sessions.create(tenant_id, key_id, now=3000.0)
     await sessions.end(token)
     assert await sessions.find(token, now=3001.0) is None
 
@@ -241,3 +243,20 @@ async def test_event_counts_are_read_once_from_the_log_and_kept_per_tenant(
     await log_in(harness.client, mine)
     overview = await harness.client.get("/console/")
     assert '<td class="num">3</td><td class="num">3</td>' in overview.text
+
+
+async def test_revoking_the_key_ends_its_sessions(harness: Harness) -> None:
+    key = await harness.tenant("acme")
+    client = harness.client
+    await log_in(client, key)
+    assert (await client.get("/console/", follow_redirects=False)).status_code == 200
+    with system_scope("test"):
+        found = await harness.system.management.keys.live_key(key)
+    assert found is not None
+    key_id, tenant_id = found
+    revoked = await client.delete(
+        f"/api/v1/tenants/{tenant_id}/keys/{key_id}", headers=harness.auth(ADMIN)
+    )
+    assert revoked.status_code == 204, revoked.text
+    r = await client.get("/console/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/login"

@@ -53,14 +53,15 @@ async def login(
 ) -> Response[Any]:
     key = str((await request.form()).get("key") or "").strip()
     admin = bool(key) and hmac.compare_digest(key.encode(), ctx.admin_key.encode())
-    tenant_id = None
+    found = None
     if key and not admin:
         with system_scope("api key lookup"):
-            tenant_id = await ctx.management.tenant_for_key(key)
-    if not admin and tenant_id is None:
+            found = await ctx.management.keys.live_key(key)
+    if not admin and found is None:
         log.info("console.login_refused")  # no key, nor any part of one, in the log
         return _login_form(request, status=401, error="That key is not valid.")
-    _, token = await sessions.create(tenant_id, admin, time.time())
+    key_id, tenant_id = (None, None) if found is None else found
+    _, token = await sessions.create(tenant_id, key_id, time.time())
     log.info("console.login", tenant_id=tenant_id, admin=admin)
     target = f"{PREFIX}/tenants" if tenant_id is None else f"{PREFIX}/"
     return Redirect(

@@ -20,7 +20,7 @@ import msgspec
 import sqlalchemy as sa
 
 from interlink.storage.database import Database
-from interlink.storage.tables import console_sessions
+from interlink.storage.tables import api_keys, console_sessions
 from interlink.storage.tenancy import system_scope
 
 TOUCH_SECONDS = 60.0
@@ -30,6 +30,7 @@ class Session(msgspec.Struct, frozen=True):
     id_hash: str
     tenant_id: str | None  # None: an admin who has not picked a tenant yet
     admin: bool
+    api_key_id: str | None  # the tenant key it was made with (None: the admin key)
     created_at: float
     last_seen_at: float
     expires_at: float
@@ -49,6 +50,7 @@ def _session(row: Any) -> Session:
         id_hash=row.id_hash,
         tenant_id=row.tenant_id,
         admin=bool(row.admin),
+        api_key_id=row.api_key_id,
         created_at=row.created_at,
         last_seen_at=row.last_seen_at,
         expires_at=row.expires_at,
@@ -59,10 +61,16 @@ class ConsoleSessions:
     def __init__(self, db: Database, idle: float, longest: float) -> None:
         self.db, self.idle, self.longest = db, idle, longest
 
-    async def create(self, tenant_id: str | None, admin: bool, now: float) -> tuple[Session, str]:
-        """A new session and its token (the cookie's value), in plaintext this once."""
+    async def create(
+        self, tenant_id: str | None, api_key_id: str | None, now: float
+    ) -> tuple[Session, str]:
+        """A new session and its token (the cookie's value), in plaintext this once: for a
+        tenant key (``api_key_id``), or for the admin key (both None)."""
         token = secrets.token_urlsafe(32)
-        session = Session(hash_token(token), tenant_id, admin, now, now, now + self.longest)
+        admin = api_key_id is None
+        session = Session(
+            hash_token(token), tenant_id, admin, api_key_id, now, now, now + self.longest
+        )
         with system_scope("console login"):
             async with self.db.write() as conn:
                 # Expired sessions go as new ones come: no background task for a small table.
@@ -75,17 +83,27 @@ class ConsoleSessions:
         return session, token
 
     async def find(self, token: str, now: float) -> Session | None:
-        """The live session of this token, or None (unknown, idle too long, past its limit)."""
-        table = console_sessions
+        """The live session of this token, or None (unknown, idle too long, past its limit, or
+        its tenant key revoked or expired since)."""
+        table, keys = console_sessions, api_keys
+        # The key's state in the same read: no second query per request.
+        key_live = sa.and_(
+            keys.c.revoked_at.is_(None),
+            sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > now),
+        )
+        query = (
+            sa.select(table, key_live.label("key_live"))
+            .select_from(table.outerjoin(keys, keys.c.id == table.c.api_key_id))
+            .where(table.c.id_hash == hash_token(token))
+        )
         with system_scope("console session lookup"):
             async with self.db.read() as conn:
-                row = (
-                    await conn.execute(table.select().where(table.c.id_hash == hash_token(token)))
-                ).first()
+                row = (await conn.execute(query)).first()
             if row is None:
                 return None
             session = _session(row)
-            if now >= session.expires_at or now - session.last_seen_at >= self.idle:
+            over = now >= session.expires_at or now - session.last_seen_at >= self.idle
+            if over or (session.api_key_id is not None and not row.key_live):
                 await self.end(token)
                 return None
             # Half the idle limit at most, so a session used steadily never looks idle.

@@ -396,6 +396,8 @@ console_sessions = sa.Table(
     sa.Column("id_hash", sa.String(64), primary_key=True),
     sa.Column("tenant_id", sa.String(40)),
     sa.Column("admin", sa.Boolean, nullable=False),
+    # The tenant key it was made with: revoked or expired, it ends the session too.
+    sa.Column("api_key_id", sa.String(40)),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_seen_at", Time, nullable=False),
     sa.Column("expires_at", Time, nullable=False),  # the absolute limit

@@ -3,7 +3,8 @@
 One row per session, found by the SHA-256 of the cookie's random token: the database never holds
 a token a reader could replay. ``tenant_id`` is null while an admin has not picked a tenant yet;
 the table is a tenant table (row-level security) like every other, and the login's lookup runs
-in the system scope, as an API key's does.
+in the system scope, as an API key's does. ``api_key_id`` names the tenant key the session was
+made with, so that revoking the key (or its expiry) ends the session too.
 
 Revision ID: 0020
 Revises: 0017
@@ -32,6 +33,7 @@ def upgrade() -> None:
         sa.Column("id_hash", sa.String(64), primary_key=True),
         sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=True),
         sa.Column("admin", sa.Boolean, nullable=False),
+        sa.Column("api_key_id", sa.String(40), nullable=True),
         sa.Column("created_at", _TIME, nullable=False),
         sa.Column("last_seen_at", _TIME, nullable=False),
         sa.Column("expires_at", _TIME, nullable=False),
