@@ -48,7 +48,7 @@ def test_search_times_are_utc_and_a_bad_one_is_a_400() -> None:
 
 
 def test_the_csrf_token_is_the_sessions_own() -> None:
-    session = Session("h", "tnt_1", False, 0.0, 0.0, 1.0)
+    session = Session("h", "tnt_1", False, "key_1", 0.0, 0.0, 1.0)
     token = session.csrf_token("token-a")
     assert token == session.csrf_token("token-a") != session.csrf_token("token-b")
     assert "token-a" not in token
