@@ -9,6 +9,8 @@ import time
 import httpx
 from tests.integration.conftest import ADMIN, Harness, eventually
 
+from interlink.domain.ids import new_id
+from interlink.domain.models import Event
 from interlink.storage.console_sessions import TOUCH_SECONDS, ConsoleSessions
 from interlink.storage.tenancy import system_scope
 
@@ -260,3 +262,54 @@ async def test_revoking_the_key_ends_its_sessions(harness: Harness) -> None:
     assert revoked.status_code == 204, revoked.text
     r = await client.get("/console/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/console/login"
+
+
+async def test_the_overview_says_when_a_source_is_quieter_than_usual(harness: Harness) -> None:
+    key = await harness.tenant("acme")
+    source = await harness.post(key, "/api/v1/sources", {"name": "pms"})
+    source_id = source["source"]["id"]
+    with system_scope("test"):
+        tenant_id = await harness.system.management.tenant_for_key(key)
+    assert tenant_id is not None
+    now = time.time()
+    # Nine events an hour over the last two days, none in the last two hours.
+    quiet = [
+        Event(
+            id=new_id("event"),
+            tenant_id=tenant_id,
+            source_id=source_id,
+            idempotency_key=new_id("event"),
+            type="order.placed",
+            key=None,
+            received_at=now - 7200 - i * 400,
+            occurred_at=None,
+            data=b"{}",
+            raw=b"{}",
+            headers={},
+        )
+        for i in range(400)
+    ]
+    with system_scope("test: appends as ingest does"):
+        await harness.system.log_writer.append(sorted(quiet, key=lambda e: e.received_at))
+    await log_in(harness.client, key)
+    overview = await harness.client.get("/console/")
+    assert '<span class="n" id="quiet-count">1</span>' in overview.text
+    assert "Volume drop: " in overview.text and ">pms</a>" in overview.text
+
+
+async def test_a_redrive_job_can_be_cancelled_or_says_it_has_finished(harness: Harness) -> None:
+    key = await harness.tenant("acme")
+    await log_in(harness.client, key)
+    dead = await harness.client.get("/console/dead")
+    r = await harness.client.post("/console/dead/redrive", data={"csrf": csrf_of(dead)})
+    job_url = r.headers["location"]
+    r = await harness.client.post(f"{job_url}/cancel", data={"csrf": csrf_of(dead)})
+    assert r.status_code == 303 and r.headers["location"] == job_url
+    page = await harness.client.get(job_url)
+    assert re.search(r'id="job-status">(cancelled|succeeded)<', page.text), page.text
+    progress = await harness.client.get(f"{job_url}/progress")
+    assert progress.status_code == 200 and "hx-trigger" not in progress.text  # it stops polling
+    other = await harness.tenant("other")
+    harness.client.cookies.clear()
+    await log_in(harness.client, other)
+    assert (await harness.client.get(job_url)).status_code == 404

@@ -26,6 +26,18 @@ HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
 LOW = 0.5  # under half the usual hour reads "lower than usual"
 
 
+def volume_word(hour: int, usual_hour: float) -> str:
+    """This hour's volume against a usual hour, in words."""
+    if usual_hour < 1:
+        return "new or quiet" if hour == 0 else "normal"
+    if hour == 0:
+        return "no events this hour"
+    return "lower than usual" if hour / usual_hour < LOW else "normal"
+
+
+QUIET = ("no events this hour", "lower than usual")
+
+
 class PartnerRow(msgspec.Struct):
     source: Source
     hour: int
@@ -36,12 +48,7 @@ class PartnerRow(msgspec.Struct):
 
     @property
     def volume(self) -> str:
-        if self.usual_hour < 1:
-            return "new or quiet" if self.hour == 0 else "normal"
-        share = self.hour / self.usual_hour
-        if self.hour == 0:
-            return "no events this hour"
-        return "lower than usual" if share < LOW else "normal"
+        return volume_word(self.hour, self.usual_hour)
 
     @property
     def quarantine_rate(self) -> float | None:

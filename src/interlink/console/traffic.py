@@ -10,6 +10,7 @@ from litestar import Request, Response, get
 
 from interlink.api.context import ApiContext
 from interlink.api.schemas import EndpointHealthOut
+from interlink.console.partners import QUIET, volume_word
 from interlink.console.web import Login, not_found, query, render, when
 from interlink.domain.models import Endpoint
 from interlink.storage import timeline as timelines
@@ -18,7 +19,7 @@ from interlink.storage.event_counts import EventCounts
 from interlink.storage.event_log import EventFilter
 from interlink.storage.pagination import Page
 
-HOUR, DAY = 3600.0, 86400.0
+HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
 # The overview shows this many sources and endpoints (the busiest first); the lists page on.
 SHOWN = 50
 LIVE_ROWS = 25
@@ -65,6 +66,13 @@ async def overview(
     await counts.refresh(now)
     hour = counts.per_source(tenant_id, now - HOUR)
     day = counts.per_source(tenant_id, now - DAY)
+    week = counts.per_source(tenant_id, now - WEEK)
+    # Volume drops: sources that usually send and sent little or nothing this hour.
+    quiet = [
+        s
+        for s in sources
+        if volume_word(hour.get(s.id, 0), week.get(s.id, 0) / (WEEK / HOUR)) in QUIET
+    ]
     inbound = _bars(
         [(names.get(s, s), f"events?source_id={s}", hour.get(s, 0), n, "") for s, n in day.items()]
     )
@@ -87,6 +95,7 @@ async def overview(
         open_breakers=[e for e, h in healths if h.breaker != "closed"],
         disabled=[e for e, _ in healths if e.status.value != "active"],
         needs=await stats.needs(tenant_id),
+        quiet=quiet,
     )
 
 
