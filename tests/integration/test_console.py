@@ -313,3 +313,18 @@ async def test_a_redrive_job_can_be_cancelled_or_says_it_has_finished(harness: H
     harness.client.cookies.clear()
     await log_in(harness.client, other)
     assert (await harness.client.get(job_url)).status_code == 404
+
+
+async def test_bad_input_is_a_4xx_page_never_a_500(harness: Harness) -> None:
+    await log_in(harness.client, await harness.tenant("acme"))
+    for path, params in (
+        ("/console/events", {"cursor": "!!not-a-cursor"}),
+        ("/console/events", {"after": "yesterday"}),
+        ("/console/dead", {"before": "2026-13-40T99:00"}),
+        ("/console/quarantine", {"stage": "nowhere"}),
+        ("/console/quarantine", {"status": "maybe"}),
+        ("/console/endpoints", {"cursor": "%%%"}),
+    ):
+        r = await harness.client.get(path, params=params)
+        assert 400 <= r.status_code < 500, (path, params, r.status_code, r.text[:300])
+        assert r.headers["content-type"].startswith("text/html"), (path, params)

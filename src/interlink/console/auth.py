@@ -15,6 +15,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from interlink.api.context import ApiContext
+from interlink.api.params import page
 from interlink.console.web import (
     COOKIE,
     LOGIN_COOKIE,
@@ -26,7 +27,6 @@ from interlink.console.web import (
     session_cookie,
 )
 from interlink.storage.console_sessions import ConsoleSessions
-from interlink.storage.pagination import Page
 from interlink.storage.tenancy import system_scope
 
 log = structlog.get_logger("interlink.console")
@@ -91,7 +91,7 @@ async def tenants_page(
     if not login.session.admin:
         return Redirect(f"{PREFIX}/")
     with system_scope("console admin: tenants"):
-        items, nxt = await ctx.management.list_tenants(Page(limit=50, cursor=cursor))
+        items, nxt = await ctx.management.list_tenants(page(50, cursor))
     return render(request, "tenants.html", tenants=items, next_cursor=nxt)
 
 

@@ -10,6 +10,7 @@ from litestar.response import Redirect
 
 from interlink.api.configuration import signing_secret
 from interlink.api.context import ApiContext
+from interlink.api.params import page
 from interlink.api.schemas import scheme_of
 from interlink.console.traffic import health
 from interlink.console.web import PREFIX, Login, not_found, render
@@ -37,7 +38,7 @@ async def endpoints_page(
     request: Request[Any, Any, Any], login: Login, ctx: ApiContext, cursor: str | None = None
 ) -> Response[str]:
     tenant_id, now = login.tenant_id, time.time()
-    items, nxt = await ctx.management.list_endpoints(tenant_id, Page(limit=50, cursor=cursor))
+    items, nxt = await ctx.management.list_endpoints(tenant_id, page(50, cursor))
     rows = [(e, await health(ctx, tenant_id, e, now)) for e in items]
     return render(request, "endpoints.html", rows=rows, next_cursor=nxt)
 

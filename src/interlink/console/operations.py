@@ -10,6 +10,7 @@ from litestar.exceptions import ClientException
 from litestar.response import Redirect
 
 from interlink.api.context import ApiContext
+from interlink.api.params import page
 from interlink.api.schemas import JobOut
 from interlink.console.web import PREFIX, Login, not_found, query, render, when
 from interlink.domain.delivery import DeliveryStatus
@@ -49,7 +50,7 @@ async def dead_page(
         created_after=f.created_after,
         created_before=f.created_before,
     )
-    items, nxt = await ctx.deliveries.find(login.tenant_id, where, Page(limit=50, cursor=cursor))
+    items, nxt = await ctx.deliveries.find(login.tenant_id, where, page(50, cursor))
     return render(request, "dead.html", deliveries=items, q=q, next_cursor=nxt)
 
 
@@ -136,7 +137,7 @@ async def quarantine_page(
     where = QuarantineFilter(
         status=None if status == "all" else status, stage=stage, source_id=q.get("source_id")
     )
-    items, nxt = await ctx.quarantine.find(login.tenant_id, where, Page(limit=50, cursor=cursor))
+    items, nxt = await ctx.quarantine.find(login.tenant_id, where, page(50, cursor))
     return render(
         request,
         "quarantine.html",

@@ -15,6 +15,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from interlink.api.context import ApiContext
+from interlink.api.params import page
 from interlink.console.web import Login, render
 from interlink.domain.models import Source
 from interlink.storage.console_stats import ConsoleStats
@@ -72,7 +73,7 @@ async def partners_page(
     cursor: str | None = None,
 ) -> Response[str]:
     tenant_id, now = login.tenant_id, time.time()
-    sources, nxt = await ctx.management.list_sources(tenant_id, Page(limit=50, cursor=cursor))
+    sources, nxt = await ctx.management.list_sources(tenant_id, page(50, cursor))
     await counts.refresh(now)
     hour = counts.per_source(tenant_id, now - HOUR)
     day = counts.per_source(tenant_id, now - DAY)

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from interlink.api.context import ApiContext
+from interlink.api.params import page
 from interlink.api.schemas import EndpointHealthOut
 from interlink.console.partners import QUIET, volume_word
 from interlink.console.web import Login, not_found, query, render, when
@@ -111,7 +112,7 @@ async def events_page(
         received_after=when("after", q.get("after")),
         received_before=when("before", q.get("before")),
     )
-    items, nxt = await ctx.events.find(login.tenant_id, where, Page(limit=50, cursor=cursor))
+    items, nxt = await ctx.events.find(login.tenant_id, where, page(50, cursor))
     return render(request, "events.html", events=items, q=q, next_cursor=nxt)
 
 
