@@ -6,9 +6,11 @@ A pytest plugin (loaded by tests/conftest.py) that runs around every test of the
 
 * every credential a test client sends (the bearer token of ``Authorization``, wrong keys too)
   and every secret it supplies when it creates something (``secret``, ``secrets``);
+* the key typed into the console's login form, and every console session cookie set;
 * the designated fields of creation answers: ``api_key``, ``secret``, ``secrets``, ``token``
   (a stream token) of a 2xx answer to a POST, the one place a secret is shown (a secret known
-  before and not supplied by that request, shown there again, is a leak);
+  before and not supplied by that request, shown there again, is a leak), and the console's
+  answer to a rotation (``<code id="new-secret">``), its one place there;
 * the secrets the test's databases hold (``sources.secrets``, ``endpoints.secret``), however
   they got there (the demo writes them through the storage layer, not the API), the key files
   in its directory (``.interlink/admin.key``) and the settings' admin key and metrics token;
@@ -34,6 +36,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets as _secrets
 import sqlite3
 import sys
@@ -42,7 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import httpx
 import pytest
@@ -64,6 +67,9 @@ _PUBLIC = ("whpk_",)
 # The fields of a creation answer that carry the secret it shows once (api/schemas.py).
 _SHOWN_ONCE = ("api_key", "secret", "secrets", "token")  # token: a stream token
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+# The console's session cookie, and where its pages show a new secret once (console/).
+_CONSOLE_COOKIE = re.compile(r"interlink_console=([^;]{8,})")
+_CONSOLE_SHOWN_ONCE = re.compile(r'<code id="new-secret">([^<]+)</code>')
 _LEAKS_SHOWN_PER_SECRET = 5
 
 # Where secrets must never be (the records), and where they are kept (to collect them).
@@ -316,6 +322,7 @@ class Sweep:
             for value in supplied:
                 self.secret(value, f"secret supplied to {method} {path}")
         body = response_body.decode("utf-8", "replace")
+        body, response_headers = self._console(method, request_body, status, response_headers, body)
         answer = _json(response_body)
         if method == "POST" and 200 <= status < 300 and isinstance(answer, dict):
             for name in _SHOWN_ONCE:
@@ -334,6 +341,33 @@ class Sweep:
         headers = "\n".join(f"{k}: {v}" for k, v in response_headers)
         where = f"the API response to {method} {path} ({status})"
         self.capture("response", where, f"{headers}\n\n{body}")
+
+    def _console(
+        self,
+        method: str,
+        request_body: bytes,
+        status: int,
+        response_headers: Iterable[tuple[str, str]],
+        body: str,
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """The console's exchanges (/console): a key typed into its login form is a credential
+        sent; a session cookie set is a secret, whose one place is that Set-Cookie header; a
+        rotated signing secret's one place is the page that answers the rotation."""
+        form = parse_qs(request_body.decode("latin-1")) if method == "POST" else {}
+        for value in form.get("key", []):
+            self.secret(value, "key typed into the console's login form")
+        kept: list[tuple[str, str]] = []
+        for name, value in response_headers:
+            cookie = _CONSOLE_COOKIE.match(value) if name.lower() == "set-cookie" else None
+            if cookie is not None:
+                self.secret(cookie.group(1), "console session cookie")
+                continue
+            kept.append((name, value))
+        if method == "POST" and 200 <= status < 300:
+            for shown in _CONSOLE_SHOWN_ONCE.findall(body):
+                self.secret(shown, "secret shown by the console")
+            body = _CONSOLE_SHOWN_ONCE.sub("<shown once>", body)
+        return body, kept
 
     def read_log_file(self, path: Path) -> None:
         if path in self._read:

@@ -57,6 +57,7 @@ from interlink.storage.backlog import unsettled_deliveries
 from interlink.storage.connections import Connections
 from interlink.storage.database import Database, sqlite_path
 from interlink.storage.deliveries import Deliveries
+from interlink.storage.event_counts import EventCounts
 from interlink.storage.event_log import EventLog
 from interlink.storage.export import exported
 from interlink.storage.jobs import Jobs
@@ -279,6 +280,7 @@ class Interlink:
         self.ingest = IngestApp(
             SourceCache(self.management), self.commit, self.metrics, self.watermark
         )
+        self.event_counts = EventCounts(self.db)
         self.api = create_api(
             ApiContext(
                 settings=settings,
@@ -305,6 +307,7 @@ class Interlink:
                 ),
                 consumers=self.consumers,
                 export=functools.partial(exported, self.db),
+                event_counts=self.event_counts,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -415,6 +418,9 @@ class Interlink:
                 self._tasks.append(asyncio.create_task(self.volume.run(), name="volume-monitor"))
             if Role.API in self.roles:
                 self._tasks.append(asyncio.create_task(self.stream_hub.run(), name="stream-hub"))
+                # The console's first overview would otherwise read the week's log itself.
+                warm = self.event_counts.refresh(self.clock.now())
+                self._tasks.append(asyncio.create_task(warm, name="console-counts"))
             if self.roles & {Role.INGRESS, Role.API} and self.watermark.active:
                 await self.watermark.measure()  # a process starts with a verdict, not without
                 self._tasks.append(asyncio.create_task(self.watermark.run(), name="watermark"))

@@ -109,6 +109,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream_queue_size: int = 1000
     stream_heartbeat_seconds: float = 15.0
     stream_batch_seconds: float = 0.05
+    # Console sessions (/console): ended after this long without a request, and after this long
+    # in all, whatever the activity (console/sessions.py).
+    console_idle_seconds: float = 1800.0
+    console_max_seconds: float = 12 * 3600.0
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_FIELDS:
@@ -155,6 +159,8 @@ _POSITIVE_FIELDS = (
     "stream_queue_size",
     "stream_heartbeat_seconds",
     "stream_batch_seconds",
+    "console_idle_seconds",
+    "console_max_seconds",
 )
 _LIST_FIELDS = {"outbound_allow_networks", "secrets_key"}
 _MAP_FIELDS = {"partner_api_urls"}

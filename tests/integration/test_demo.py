@@ -301,3 +301,5 @@ def test_the_view_keeps_its_headers_and_says_held_behind_an_open_breaker() -> No
         assert "…" not in table, text  # no header squeezed and cut
         for word in ("endpoint", "delivered", "queued", "dead", "attempts", "receiver"):
             assert word in text, (width, word, text)
+        # The console, and where its login key is (never the key itself).
+        assert "/console" in text and "demo-tenant.key" in text.replace("\n", ""), text

@@ -3,8 +3,9 @@
 The sweep (tests/canary.py) checks every test of the suite; here canaries are planted where a
 leak is likeliest: receivers that echo the signed request back into the attempt record, a
 receiver that fails, forged and misconfigured ingests, wrong API keys, failures logged with a
-traceback, /metrics, the OpenAPI docs, every view of every resource and the CLI's output. The
-canaries include values shaped like nothing the log redaction knows (``canary-…``).
+traceback, /metrics, the OpenAPI docs, every view of every resource, the console's pages and
+the CLI's output. The canaries include values shaped like nothing the log redaction knows
+(``canary-…``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from tests.canary import Sweep
 from tests.integration.conftest import Harness, Receiver, eventually, running, settings_for, signed
+from tests.integration.test_console import log_in
 from typer.testing import CliRunner
 
 from interlink import cli
@@ -234,6 +236,24 @@ async def test_canaries_through_echoing_and_failing_receivers_and_every_view(
     assert r.status_code == 200 and "interlink_" in r.text
     assert (await h.client.get("/metrics")).status_code == 401
     for path in ("/openapi.json", "/docs", "/healthz", "/readyz"):
+        assert (await h.client.get(path)).status_code == 200, path
+
+    # The console's pages over the same data, the timelines with the echoed attempts included:
+    # the sweep reads every page as it reads the API's answers.
+    assert (await log_in(h.client, w.key)).status_code == 303
+    endpoints = (await h.get(w.key, "/api/v1/endpoints")).json()["data"]
+    pages = [
+        "/console/",
+        "/console/events",
+        "/console/live/rows",
+        "/console/endpoints",
+        "/console/dead",
+        "/console/quarantine",
+        "/console/partners",
+        *(f"/console/events/{d['event_id']}" for d in deliveries),
+        *(f"/console/endpoints/{e['id']}" for e in endpoints),
+    ]
+    for path in pages:
         assert (await h.client.get(path)).status_code == 200, path
 
     # Not vacuous: the canaries were in play, and the logs saw the rejections.

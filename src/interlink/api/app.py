@@ -41,6 +41,7 @@ from interlink.api.stream_demo import stream_demo
 from interlink.api.streams import StreamTokenController, sse_stream, ws_stream
 from interlink.api.timeline import EventTimelineController
 from interlink.api.traffic import DeliveryController, EventController
+from interlink.console import create_console
 from interlink.domain.watermark import OverWatermark
 from interlink.storage.database import DatabaseUnavailable
 
@@ -188,8 +189,8 @@ def create_api(ctx: ApiContext) -> Litestar:
 
     @get("/", include_in_schema=False)
     async def root() -> Redirect:
-        # Nothing lives at the root yet: send a browser to the API's docs (the console, later).
-        return Redirect("/docs")
+        # A browser at the root wants the console (which sends it to its login first).
+        return Redirect("/console/")
 
     # Every resource needs a key, and the key is checked before the body is read (a guard runs
     # before the handler's data is decoded): no one without a key makes the server parse.
@@ -226,6 +227,8 @@ def create_api(ctx: ApiContext) -> Litestar:
             resources,
             streams,
             stream_demo,
+            # The web console: its own session cookie, CSRF check and HTML errors (console/).
+            create_console(ctx),
             openapi,
             healthz,
             readyz,

@@ -194,7 +194,7 @@ async def _check_endpoint_url(url: str, ctx: ApiContext) -> list[str]:
     return [f"url: {warning}"] if warning else []
 
 
-def _signing_secret(scheme: SigningScheme, supplied: str | None) -> tuple[str, str | None]:
+def signing_secret(scheme: SigningScheme, supplied: str | None) -> tuple[str, str | None]:
     """A new signing secret to store, and for v1a the public key to show (the private key,
     generated here, is never shown); a supplied v1 secret is checked."""
     if scheme is SigningScheme.V1A:
@@ -233,7 +233,7 @@ class EndpointController(Controller):
             raise Unprocessable("url: a push endpoint needs one (or create it with kind 'pull')")
         else:
             warnings = await _check_endpoint_url(data.url, ctx)
-        secret, public_key = _signing_secret(data.signing, data.secret)
+        secret, public_key = signing_secret(data.signing, data.secret)
         endpoint = await ctx.management.create_endpoint(
             tenant_id,
             kind=data.kind,
@@ -323,7 +323,7 @@ class EndpointController(Controller):
             await ctx.management.get_endpoint(tenant_id, endpoint_id), "endpoint", endpoint_id
         )
         scheme = data.signing or scheme_of(endpoint.secrets[-1].value)
-        secret, public_key = _signing_secret(scheme, data.secret)
+        secret, public_key = signing_secret(scheme, data.secret)
         try:
             rotated = await ctx.management.rotate_endpoint_secret(
                 tenant_id, endpoint_id, secret, now=time.time(), overlap=data.overlap_seconds

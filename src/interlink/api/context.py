@@ -15,6 +15,7 @@ from interlink.partners.reconciliation import Reconciliation
 from interlink.partners.stage import Normalization
 from interlink.partners.tokens import TokenManager
 from interlink.storage.deliveries import Deliveries
+from interlink.storage.event_counts import EventCounts
 from interlink.storage.event_log import EventLog
 from interlink.storage.export import Exported
 from interlink.storage.jobs import Jobs
@@ -55,3 +56,5 @@ class ApiContext:
     # A tenant's events in a window with their deliveries and attempts, page by page
     # (storage/export.py, bound to the database).
     export: Export | None = None
+    # The console's counts of events per source (storage/event_counts.py), warmed at start.
+    event_counts: EventCounts | None = None

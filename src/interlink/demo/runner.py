@@ -405,6 +405,15 @@ def _header(demo: Demo, narrow: bool) -> Panel:
     grid.add_row(
         "Interlink", Text.assemble((url, "bold cyan"), "   API docs ", (f"{url}/docs", "cyan"))
     )
+    # The console's login takes the demo tenant's key from its file: the key is never printed.
+    grid.add_row(
+        "Console",
+        Text.assemble(
+            (f"{url}/console", "bold cyan"),
+            "   log in with the key in ",
+            (str(DEMO_KEY_FILE), "bold"),
+        ),
+    )
     grid.add_row("Ingest URL", Text(demo.ingest_url if demo.source_id else "…", style="cyan"))
     grid.add_row("Try the API", Text(f"export INTERLINK_API_KEY=$(cat {DEMO_KEY_FILE})", "bold"))
     if url != Settings().public_url:
@@ -687,8 +696,9 @@ async def run_demo(settings: Settings) -> None:
             if not console.is_terminal:
                 # Without a terminal the view is drawn once, at the end; say where things are.
                 console.print(
-                    f"Interlink demo on {settings.public_url} (API docs {settings.public_url}"
-                    "/docs); the live view needs a terminal. Ctrl-C to stop.",
+                    f"Interlink demo on {settings.public_url} (console {settings.public_url}"
+                    f"/console, log in with the key in {DEMO_KEY_FILE}; API docs "
+                    f"{settings.public_url}/docs); the live view needs a terminal. Ctrl-C to stop.",
                     highlight=False,
                 )
             painter = asyncio.create_task(_paint(live, demo), name="demo-view")

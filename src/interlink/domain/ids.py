@@ -29,3 +29,9 @@ def new_id(kind: str) -> str:
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
     return f"{prefix}{secrets.token_urlsafe(nbytes)}"
+
+
+def id_floor(kind: str, at: float) -> str:
+    """The smallest id of ``kind`` made at or after ``at`` (epoch seconds): a UUIDv7 begins with
+    its 48-bit millisecond time, so ids made later sort after it (a time range as an id range)."""
+    return f"{PREFIXES[kind]}_{max(0, int(at * 1000)):012x}{'0' * 20}"

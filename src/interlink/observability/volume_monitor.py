@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.volume import Transition, VolumeConfig, VolumeDetector
 from interlink.observability.metrics import Metrics
 from interlink.storage.database import Database
+from interlink.storage.event_log import first_at_or_after
 from interlink.storage.tables import events, sources
 from interlink.storage.tenancy import system_scope
 
@@ -111,7 +112,7 @@ class VolumeMonitor:
         async with self._read() as conn:
             head = int((await conn.execute(sa.select(sa.func.max(events.c.seq)))).scalar() or 0)
             source_rows = await self._sources(conn)
-            first = await self._first_at_or_after(conn, now - self._backfill_seconds, head)
+            first = await first_at_or_after(conn, now - self._backfill_seconds, head)
             per_minute: dict[str, dict[float, int]] = defaultdict(dict)
             if first is not None:
                 lo = first - 1
@@ -159,24 +160,6 @@ class VolumeMonitor:
                 detector.observe(source_id, at, counts.get(at, 0))
                 at += step
         return detector
-
-    async def _first_at_or_after(self, conn: Any, since: float, head: int) -> int | None:
-        """The first log position received at or after ``since``: a binary search on ``seq``
-        (``received_at`` grows with ``seq``, give or take a batch), each probe one seek."""
-        lo_row = (await conn.execute(sa.select(sa.func.min(events.c.seq)))).scalar()
-        if lo_row is None:
-            return None
-        lo, hi = int(lo_row), head + 1
-        probe = sa.select(events.c.received_at).where(events.c.seq >= sa.bindparam("p"))
-        probe = probe.order_by(events.c.seq).limit(1)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            at = (await conn.execute(probe, {"p": mid})).scalar()
-            if at is None or at >= since:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo if lo <= head else None
 
     async def _counts(self, conn: Any, after: int, upto: int) -> list[tuple[str, float, int]]:
         step = self.config.interval_seconds

@@ -88,11 +88,11 @@ class ApiKeys:
 
     async def tenant_for_key(self, plaintext: str, now: float | None = None) -> str | None:
         """The tenant of a live key (not revoked, not expired), or None; records its use."""
-        owner = await self.key_owner(plaintext, now)
-        return None if owner is None else owner[0]
+        found = await self.live_key(plaintext, now)
+        return None if found is None else found[1]
 
-    async def key_owner(self, plaintext: str, now: float | None = None) -> tuple[str, str] | None:
-        """(tenant id, key id) of a live key, or None; records its use."""
+    async def live_key(self, plaintext: str, now: float | None = None) -> tuple[str, str] | None:
+        """The id and tenant of a live key, or None; records its use."""
         now = time.time() if now is None else now
         c = api_keys.c
         query = sa.select(c.id, c.tenant_id).where(
@@ -105,7 +105,7 @@ class ApiKeys:
         if row is None:
             return None
         await self._touch(row.id, now)
-        return str(row.tenant_id), str(row.id)
+        return str(row.id), str(row.tenant_id)
 
     async def _touch(self, key_id: str, now: float) -> None:
         last = self._touched.get(key_id)

@@ -30,6 +30,7 @@ class EventFilter(msgspec.Struct, frozen=True):
     source_id: str | None = None
     received_after: float | None = None
     received_before: float | None = None
+    key: str | None = None  # the ordering key (the console's search)
 
 
 def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElement[bool]]:
@@ -38,6 +39,8 @@ def event_conditions(tenant_id: str, where: EventFilter) -> list[sa.ColumnElemen
         out.append(events.c.type == where.type)
     if where.source_id:
         out.append(events.c.source_id == where.source_id)
+    if where.key:
+        out.append(events.c.key == where.key)
     if where.received_after is not None:
         out.append(events.c.received_at >= where.received_after)
     if where.received_before is not None:
@@ -210,3 +213,22 @@ class EventLog:
             return int(
                 (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar_one()
             )
+
+
+async def first_at_or_after(conn: AsyncConnection, since: float, head: int) -> int | None:
+    """The first log position received at or after ``since``: a binary search on ``seq``
+    (``received_at`` grows with ``seq``, give or take a batch), each probe one seek."""
+    lo_row = (await conn.execute(sa.select(sa.func.min(events.c.seq)))).scalar()
+    if lo_row is None:
+        return None
+    lo, hi = int(lo_row), head + 1
+    probe = sa.select(events.c.received_at).where(events.c.seq >= sa.bindparam("p"))
+    probe = probe.order_by(events.c.seq).limit(1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = (await conn.execute(probe, {"p": mid})).scalar()
+        if at is None or at >= since:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo if lo <= head else None

@@ -138,7 +138,8 @@ class Management:
 
     async def key_owner(self, plaintext: str) -> tuple[str, str] | None:
         """(tenant id, key id) of a live API key, or None."""
-        return await self.keys.key_owner(plaintext)
+        found = await self.keys.live_key(plaintext)
+        return None if found is None else (found[1], found[0])
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         async with self.db.read() as conn:

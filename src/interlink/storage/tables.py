@@ -387,3 +387,18 @@ reconciliation_runs = sa.Table(
     sa.Index("ix_reconciliation_runs_source", "source_id", "started_at"),
     sa.Index("ix_reconciliation_runs_tenant", "tenant_id", "id"),
 )
+
+# Console sessions (/console): a browser's login, found by the SHA-256 of its cookie (never the
+# cookie itself). tenant_id is null while an admin has not picked a tenant yet.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(40)),
+    sa.Column("admin", sa.Boolean, nullable=False),
+    # The tenant key it was made with: revoked or expired, it ends the session too.
+    sa.Column("api_key_id", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),  # the absolute limit
+)

@@ -78,6 +78,7 @@ class AttemptStep(msgspec.Struct, frozen=True, tag="attempt", tag_field="step"):
     status_code: int | None
     latency_ms: float
     error: str | None
+    response_excerpt: str | None = None  # the start of the receiver's answer (the console)
 
 
 class DeliveryState(msgspec.Struct, frozen=True, tag="delivery_state", tag_field="step"):
@@ -247,6 +248,7 @@ async def read_timeline(db: Database, tenant_id: str, event_id: str) -> Timeline
                 status_code=a.status_code,
                 latency_ms=round(a.latency_ms, 3),
                 error=a.error,
+                response_excerpt=a.response_excerpt,
             )
         )
         last_attempt[a.delivery_id] = a.started_at + a.latency_ms / 1000.0
