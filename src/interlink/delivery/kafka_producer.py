@@ -29,6 +29,17 @@ log = structlog.get_logger("interlink.kafka")
 
 _POLL_SECONDS = 0.1
 _LIBRDKAFKA_LOG = logging.getLogger("interlink.kafka.librdkafka")
+
+
+class _NoConnectFailures(logging.Filter):
+    """librdkafka logs each failed reconnect (FAIL, every backoff) as an error; error_cb
+    reports the same trouble once, so these lines are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("FAIL ")
+
+
+_LIBRDKAFKA_LOG.addFilter(_NoConnectFailures())
 Headers = list[tuple[str, str | bytes | None]]
 
 
@@ -73,6 +84,7 @@ class _ClusterProducer:
         self._producer = confluent_kafka.Producer(
             {**config, "error_cb": self._on_error, "logger": _LIBRDKAFKA_LOG}
         )
+        self._troubled = False  # an error was logged; reset by the next acknowledged record
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"kafka-{name}", daemon=True)
         self._thread.start()
@@ -82,15 +94,23 @@ class _ClusterProducer:
             self._producer.poll(_POLL_SECONDS)
 
     def _on_error(self, error: confluent_kafka.KafkaError) -> None:
-        # Connection trouble the producer retries by itself (a broker restarting): logged, not
-        # failed; a fatal error (the idempotent producer's state lost) fails what is pending.
-        log.warning("kafka.client_error", cluster=self._name, error=str(error))
+        # Connection trouble the producer retries by itself (a broker restarting) is logged
+        # once until a record is acknowledged again, not at each reconnect; a fatal error (the
+        # idempotent producer's state lost) always, and what is pending then fails.
+        if error.fatal():
+            log.error("kafka.fatal_error", cluster=self._name, error=error.str())
+        elif not self._troubled:
+            self._troubled = True
+            log.warning("kafka.cluster_unreachable", cluster=self._name, error=error.str())
 
     async def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
         def report(error: confluent_kafka.KafkaError | None, _msg: Any) -> None:
+            if error is None and self._troubled:
+                self._troubled = False
+                log.info("kafka.cluster_reachable", cluster=self._name)
             loop.call_soon_threadsafe(_settle, done, error)
 
         while True:
