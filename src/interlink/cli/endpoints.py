@@ -74,13 +74,18 @@ def create(
         str | None,
         typer.Option(
             "--kafka",
+            metavar="CLUSTER/TOPIC",
             help="A Kafka endpoint: CLUSTER/TOPIC, a cluster the operator granted you"
             " (docs/kafka.md); each delivery becomes a record there.",
         ),
     ] = None,
     kafka_key: Annotated[
         str | None,
-        typer.Option("--kafka-key", help="Kafka: the record key's template (default: {key})."),
+        typer.Option(
+            "--kafka-key",
+            metavar="TEMPLATE",
+            help="Kafka: the record key's template (default: {key}).",
+        ),
     ] = None,
     description: DescriptionOpt = None,
     retry_schedule: RetryOpt = None,
