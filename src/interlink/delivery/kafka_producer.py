@@ -15,6 +15,7 @@ then reports it failed (the delivery's retry schedule takes over from there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -111,7 +112,9 @@ class _ClusterProducer:
             if error is None and self._troubled:
                 self._troubled = False
                 log.info("kafka.cluster_reachable", cluster=self._name)
-            loop.call_soon_threadsafe(_settle, done, error)
+            # A report after the loop closed (a record flushed at shutdown) has no one waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, done, error)
 
         while True:
             try:
