@@ -61,7 +61,10 @@ async def test_every_event_in_order_across_two_broker_kills(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     topic = new_topic(kafka_bootstrap, "it-acceptance-", partitions=8)
-    settings = settings_for(tmp_path, kafka=kafka_settings(kafka_bootstrap))
+    # A restart takes 5-25 s on two loaded cores: the producer keeps each record through it
+    # (60 s, inside the 120 s delivery lease) rather than fail attempts the broker may yet ack.
+    kafka = kafka_settings(kafka_bootstrap, message_timeout_ms=60_000)
+    settings = settings_for(tmp_path, kafka=kafka)
     async with running(settings, canary) as h:
         key = await h.tenant()
         endpoint_id = await kafka_endpoint(
