@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -46,7 +46,7 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
-# Tests marked exclusive stop a service the others share (PostgreSQL): they run alone, after.
+# Tests marked exclusive stop a service the others share (PostgreSQL, Kafka): they run alone, after.
 test: lint typecheck  ## the whole test suite: lint, types, unit, integration, e2e
 	$(PYTEST) -m "not exclusive"
 	$(PYTEST) -n 0 -m exclusive
@@ -54,7 +54,8 @@ test: lint typecheck  ## the whole test suite: lint, types, unit, integration, e
 # The in-process integration suite again, every test on a fresh PostgreSQL database instead of
 # SQLite (needs INTERLINK_TEST_POSTGRES_URL: `bash scripts/postgres.sh install start setup`).
 test-postgres: $(STAMP)
-	INTERLINK_TEST_BACKEND=postgres $(PYTEST) tests/integration
+	INTERLINK_TEST_BACKEND=postgres $(PYTEST) -m "not exclusive" tests/integration
+	INTERLINK_TEST_BACKEND=postgres $(PYTEST) -n 0 -m exclusive tests/integration
 
 # The benchmark (docs/benchmarks.md): Interlink against a FastAPI + Celery + Redis baseline on
 # loopback, both measured in the same run; installs Debian's redis-server if it is missing.
@@ -72,6 +73,10 @@ bench-publish: $(BENCH_STAMP)  ## publish API events/s against Celery task publi
 
 bench-outbox: $(BENCH_STAMP)  ## outbox relay events/s against a Celery relay (under a minute)
 	$(BIN)/python -m bench.outbox
+
+bench-kafka: $(BENCH_STAMP)  ## Kafka endpoint deliveries/s against HTTP (a few minutes; needs scripts/kafka.sh)
+	bash scripts/kafka.sh install start
+	INTERLINK_TEST_KAFKA_BOOTSTRAP=$$(bash scripts/kafka.sh bootstrap) $(BIN)/python -m bench.kafka
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache

@@ -159,3 +159,12 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(postgres_url, url)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The test Kafka broker's address (tests/kafka_support.py): skipped without one, failed
+    under CI."""
+    from tests import kafka_support  # confluent_kafka is imported only by the tests that need it
+
+    return kafka_support.kafka_bootstrap()

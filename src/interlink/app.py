@@ -29,10 +29,12 @@ from interlink.config import STATE_DIR, Settings
 from interlink.delivery.dispatcher import Dispatcher
 from interlink.delivery.http_sender import HttpSender
 from interlink.delivery.job_runner import JobRunner
+from interlink.delivery.kafka_destination import KafkaDestination
+from interlink.delivery.kafka_producer import ConfluentProducers
 from interlink.delivery.outbound_guard import OutboundPolicy
 from interlink.delivery.pull import Consumers, PullWaiters
 from interlink.delivery.signing import Signer
-from interlink.domain.models import Event
+from interlink.domain.models import EndpointKind, Event
 from interlink.domain.streams import token_key
 from interlink.domain.token_refresh import RefreshPolicy
 from interlink.domain.volume import VolumeConfig
@@ -194,10 +196,14 @@ class Interlink:
         self._on_settled = on_settled
         self.outbound = OutboundPolicy(allow_networks=tuple(settings.outbound_allow_networks))
         self.sender = HttpSender(self.outbound)
+        # Kafka endpoints produce through the operator's clusters (none configured: none made).
+        self.kafka_producers = ConfluentProducers(settings.kafka.clusters)
+        kafka = KafkaDestination(settings.kafka, self.kafka_producers, self.metrics.kafka_produced)
         self.dispatcher = Dispatcher(
             self.queue,
             self.sender,
             Signer(lambda stored: open_secrets(self.box, stored)),
+            destinations={EndpointKind.KAFKA: kafka},
             concurrency=settings.delivery_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
             poll_interval=settings.poll_interval_seconds,
@@ -451,6 +457,7 @@ class Interlink:
             for task in stuck:
                 log.warning("interlink.stop_overran", stage=task.get_name())
         await _bounded("outbound client", self.sender.close())
+        await _bounded("kafka producers", self.kafka_producers.close())
         await _bounded("token refreshes", self.tokens.close())
         await _bounded("partner client", self.partner_session.close())
         if self._tracing:

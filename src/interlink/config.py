@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,11 +16,60 @@ from typing import Any
 
 import msgspec
 
+from interlink.domain.kafka import CLUSTER_PATTERN, KafkaGrant
+
 STATE_DIR = Path(".interlink")
 
 
 class ConfigError(ValueError):
     pass
+
+
+class KafkaCluster(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A Kafka cluster the operator configured (docs/kafka.md): how to reach it, and which
+    tenants may write to it. Tenants name it; they never see or supply its address."""
+
+    bootstrap_servers: str
+    security_protocol: str = "plaintext"  # plaintext | ssl | sasl_plaintext | sasl_ssl
+    ssl_ca_location: str | None = None  # PEM file of the CA that signed the brokers' certificates
+    ssl_certificate_location: str | None = None  # client certificate (mutual TLS)
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = None
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    # How long the producer keeps trying one record (through broker restarts) before the attempt
+    # fails and the delivery's retry schedule takes over; and how long it batches records.
+    message_timeout_ms: int = 30_000
+    linger_ms: int = 5
+    grants: tuple[KafkaGrant, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in _SECURITY_PROTOCOLS:
+            raise ValueError(f"security_protocol must be one of {', '.join(_SECURITY_PROTOCOLS)}")
+        if self.security_protocol.startswith("sasl") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "a sasl_* security_protocol needs sasl_mechanism, _username, _password"
+            )
+        if not self.message_timeout_ms > 0 or self.linger_ms < 0:
+            raise ValueError("message_timeout_ms must be more than 0, linger_ms 0 or more")
+
+
+_SECURITY_PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    clusters: dict[str, KafkaCluster] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.clusters:
+            if not re.match(CLUSTER_PATTERN, name):
+                raise ValueError(f"kafka cluster '{name}': a name is a-z, 0-9, '_' and '-'")
+
+    def grants(self) -> dict[str, tuple[KafkaGrant, ...]]:
+        return {name: c.grants for name, c in self.clusters.items()}
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -113,6 +163,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # in all, whatever the activity (console/sessions.py).
     console_idle_seconds: float = 1800.0
     console_max_seconds: float = 12 * 3600.0
+    # Operator-owned Kafka clusters that Kafka endpoints write to (docs/kafka.md). From the file's
+    # [kafka.clusters.NAME] tables, INTERLINK_KAFKA (the same as JSON), and per field
+    # INTERLINK_KAFKA__CLUSTERS__NAME__FIELD (grants there: "tenant[=prefix],…").
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_FIELDS:
@@ -177,6 +231,34 @@ def _from_env(name: str, raw: str) -> Any:
     return raw
 
 
+_KAFKA_PREFIX = "INTERLINK_KAFKA__CLUSTERS__"
+
+
+def _kafka_from_env(values: dict[str, Any], env: Mapping[str, str]) -> None:
+    """INTERLINK_KAFKA as JSON, then INTERLINK_KAFKA__CLUSTERS__NAME__FIELD over it: a SASL
+    password can come from a secret store's variable while the rest lives in the file."""
+    if isinstance(values.get("kafka"), str):
+        try:
+            values["kafka"] = msgspec.json.decode(values["kafka"])
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"INTERLINK_KAFKA: not JSON ({exc})") from None
+    for var, raw in env.items():
+        if not var.startswith(_KAFKA_PREFIX):
+            continue
+        cluster, sep, field = var[len(_KAFKA_PREFIX) :].partition("__")
+        if not sep or not cluster or not field:
+            raise ConfigError(f"{var}: name it {_KAFKA_PREFIX}<CLUSTER>__<FIELD>")
+        kafka = values.setdefault("kafka", {})
+        entry = kafka.setdefault("clusters", {}).setdefault(cluster.lower(), {})
+        value: Any = raw
+        if field.lower() == "grants":
+            pairs = [p.strip().partition("=") for p in raw.split(",") if p.strip()]
+            value = [
+                {"tenant": t.strip(), "topic_prefix": prefix.strip()} for t, _, prefix in pairs
+            ]
+        entry[field.lower()] = value
+
+
 def load(
     path: str | None = None, env: Mapping[str, str] | None = None, **overrides: Any
 ) -> Settings:
@@ -193,6 +275,7 @@ def load(
         if raw is None:
             continue
         values[name] = _from_env(name, raw)
+    _kafka_from_env(values, env)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)

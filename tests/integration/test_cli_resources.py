@@ -131,3 +131,19 @@ async def test_a_pull_endpoint_from_the_cli(running: Interlink) -> None:
     neither = await run_cli(running, key, "endpoints", "create")
     assert both.exit_code == neither.exit_code == 2
     assert "--pull" in both.output
+
+
+async def test_a_kafka_endpoint_from_the_cli_names_a_cluster_never_a_broker(
+    running: Interlink,
+) -> None:
+    env = {"INTERLINK_API_URL": running.settings.public_url, "INTERLINK_ADMIN_KEY": ADMIN}
+    created = await asyncio.to_thread(
+        CliRunner().invoke, cli.app, ["tenants", "create", "acme"], env=env
+    )
+    key = json.loads(created.output)["api_key"]
+    # No cluster is configured here: the API's 422 names the field.
+    refused = await run_cli(running, key, "endpoints", "create", "--kafka", "main/orders")
+    assert refused.exit_code == 1 and "422" in refused.output
+    assert "kafka.cluster" in refused.output
+    both = await run_cli(running, key, "endpoints", "create", "--pull", "--kafka", "main/x")
+    assert both.exit_code == 2 and "--kafka" in both.output

@@ -221,3 +221,14 @@ def test_multiprocess_mode_merges_processes(tmp_path: Path) -> None:
     key = ("interlink_ingest_requests_total", (("outcome", "accepted"), ("source_id", "src_1")))
     assert samples[key] == 2
     assert samples[("interlink_ingest_ack_seconds_count", ())] == 2
+
+
+def test_kafka_produced_counts_latency_and_errors() -> None:
+    m = Metrics()
+    m.kafka_produced("main", 0.004, None)
+    m.kafka_produced("main", 1.5, "_MSG_TIMED_OUT")
+    r = m.registry
+    assert r.get_sample_value("interlink_kafka_produce_seconds_count", {"cluster": "main"}) == 2
+    errors = {"cluster": "main", "error": "_MSG_TIMED_OUT"}
+    assert r.get_sample_value("interlink_kafka_produce_errors_total", errors) == 1
+    assert status_class(AttemptOutcome.SUCCEEDED, None) == "acked"

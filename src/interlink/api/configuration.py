@@ -19,6 +19,7 @@ from interlink.api.schemas import (
     EndpointOut,
     EndpointPatch,
     EndpointSecretRotate,
+    KafkaTargetIn,
     Listing,
     SecretAdded,
     SecretIn,
@@ -35,6 +36,8 @@ from interlink.api.schemas import (
     scheme_of,
 )
 from interlink.delivery.outbound_guard import BlockedDestination, check_url, destination_warning
+from interlink.domain import kafka
+from interlink.domain.kafka import KafkaTarget
 from interlink.domain.models import EndpointKind, EndpointStatus, Envelope
 from interlink.domain.patterns import InvalidPattern, validate_pattern
 from interlink.domain.retry import RetryPolicy
@@ -210,6 +213,30 @@ def signing_secret(scheme: SigningScheme, supplied: str | None) -> tuple[str, st
     return secret, None
 
 
+_NO_URL = {
+    EndpointKind.PULL: "a pull endpoint has none (consumers claim its deliveries)",
+    EndpointKind.KAFKA: "a Kafka endpoint has none (it produces to kafka.topic)",
+}
+
+
+def _kafka_target(
+    kind: EndpointKind, given: KafkaTargetIn | None, tenant_id: str, ctx: ApiContext
+) -> KafkaTarget | None:
+    """A Kafka endpoint's target once the tenant's grants admit it (422 naming the field
+    otherwise); None for the other kinds, which take none."""
+    if kind is not EndpointKind.KAFKA:
+        if given is not None:
+            raise Unprocessable("kafka: only a Kafka endpoint has one (kind 'kafka')")
+        return None
+    if given is None:
+        raise Unprocessable("kafka: a Kafka endpoint needs one: cluster, topic (and key)")
+    target = given.target()
+    problem = kafka.target_problem(ctx.settings.kafka.grants(), tenant_id, target)
+    if problem is not None:
+        raise Unprocessable(problem)
+    return target
+
+
 class EndpointController(Controller):
     path = "/api/v1/endpoints"
     tags = ["endpoints"]
@@ -224,19 +251,21 @@ class EndpointController(Controller):
     ) -> EndpointCreated:
         tenant_id = require_tenant(principal)
         warnings: list[str] = []
-        if data.kind is EndpointKind.PULL:
+        kafka = _kafka_target(data.kind, data.kafka, tenant_id, ctx)
+        if data.kind is not EndpointKind.PUSH:
             if data.url is not None:
-                raise Unprocessable(
-                    "url: a pull endpoint has none (consumers claim its deliveries)"
-                )
+                raise Unprocessable(f"url: {_NO_URL[data.kind]}")
         elif data.url is None:
-            raise Unprocessable("url: a push endpoint needs one (or create it with kind 'pull')")
+            raise Unprocessable(
+                "url: a push endpoint needs one (or create it with kind 'pull' or 'kafka')"
+            )
         else:
             warnings = await _check_endpoint_url(data.url, ctx)
         secret, public_key = signing_secret(data.signing, data.secret)
         endpoint = await ctx.management.create_endpoint(
             tenant_id,
             kind=data.kind,
+            kafka=kafka,
             url=data.url or "",
             description=data.description,
             secret=secret,
@@ -290,13 +319,15 @@ class EndpointController(Controller):
             if getattr(data, name) is None:
                 changes[name] = None  # null removes it
         warnings: list[str] = []
-        if "url" in changes:
+        if "url" in changes or "kafka" in changes:
             current = await ctx.management.get_endpoint(tenant_id, endpoint_id)
-            if current is not None and current.kind is EndpointKind.PULL:
-                raise Unprocessable(
-                    "url: a pull endpoint has none (consumers claim its deliveries)"
-                )
-            warnings = await _check_endpoint_url(changes["url"], ctx)
+            kind = EndpointKind.PUSH if current is None else current.kind
+            if "kafka" in changes:
+                changes["kafka"] = _kafka_target(kind, data.kafka, tenant_id, ctx)
+            if "url" in changes:
+                if kind is not EndpointKind.PUSH:
+                    raise Unprocessable(f"url: {_NO_URL[kind]}")
+                warnings = await _check_endpoint_url(changes["url"], ctx)
         if "retry_schedule" in changes:
             changes["retry"] = RetryPolicy(schedule=tuple(changes.pop("retry_schedule")))
         if "status" in changes:

@@ -12,6 +12,7 @@ import msgspec
 from interlink.api.params import INSTANT_SCHEMA, MAX_EPOCH
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.jobs import MAX_EVENT_IDS, Job, ReplayFilter, eta_seconds
+from interlink.domain.kafka import CLUSTER_PATTERN, TOPIC_PATTERN, KafkaTarget
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
@@ -173,10 +174,36 @@ class SigningScheme(enum.StrEnum):
     V1A = "v1a"
 
 
+class KafkaTargetIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Where a Kafka endpoint produces: a cluster the operator granted this tenant (by name; a
+    tenant never gives a broker address), a topic (within the grant's prefix, if it has one)
+    and the record key's template (default: the event's ordering key)."""
+
+    cluster: Annotated[str, msgspec.Meta(pattern=CLUSTER_PATTERN)]
+    topic: Annotated[str, msgspec.Meta(pattern=TOPIC_PATTERN)]
+    key: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=256,
+                description="Text with {key}, {type}, {event_id}, {tenant} or {endpoint}; "
+                "{{ and }} for braces.",
+            ),
+        ]
+        | None
+    ) = None
+
+    def target(self) -> KafkaTarget:
+        return KafkaTarget(self.cluster, self.topic, self.key)
+
+
 class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
-    # push: deliveries are POSTed to url (required); pull: consumers claim them (no url)
+    # push: deliveries are POSTed to url (required); pull: consumers claim them (no url);
+    # kafka: each delivery is produced to the topic in kafka (required; no url)
     kind: EndpointKind = EndpointKind.PUSH
     url: Url | None = None
+    kafka: KafkaTargetIn | None = None
     description: Annotated[str, msgspec.Meta(max_length=500)] = ""
     secret: str | None = None  # v1 only; generated when absent
     signing: SigningScheme = SigningScheme.V1
@@ -195,6 +222,7 @@ class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
     url: Url | None = None
+    kafka: KafkaTargetIn | None = None  # a Kafka endpoint's new target (checked like a new one)
     description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     retry_schedule: Annotated[list[Delay], msgspec.Meta(min_length=1, max_length=30)] | None = None
     timeout_seconds: Timeout | None = None
@@ -210,8 +238,9 @@ class EndpointPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class EndpointOut(msgspec.Struct):
     id: str
-    kind: str  # push or pull
-    url: str | None  # none for a pull endpoint
+    kind: str  # push, pull or kafka
+    url: str | None  # none for a pull or Kafka endpoint
+    kafka: KafkaTarget | None  # a Kafka endpoint's cluster, topic and key template
     description: str
     status: str
     disabled_reason: str | None
@@ -246,6 +275,7 @@ class EndpointOut(msgspec.Struct):
             id=e.id,
             kind=e.kind.value,
             url=e.url or None,
+            kafka=e.kafka,
             description=e.description,
             status=e.status.value,
             disabled_reason=e.disabled_reason,

@@ -60,7 +60,7 @@ def _retry(text: str) -> list[float]:
 def create(
     url: Annotated[
         str | None,
-        typer.Argument(help="Where webhooks are POSTed (https://…); none with --pull."),
+        typer.Argument(help="Where webhooks are POSTed (https://…); none with --pull or --kafka."),
     ] = None,
     pull: Annotated[
         bool,
@@ -70,6 +70,23 @@ def create(
             " (POST /api/v1/endpoints/{id}/claims) and ack or nack each.",
         ),
     ] = False,
+    kafka: Annotated[
+        str | None,
+        typer.Option(
+            "--kafka",
+            metavar="CLUSTER/TOPIC",
+            help="A Kafka endpoint: CLUSTER/TOPIC, a cluster the operator granted you"
+            " (docs/kafka.md); each delivery becomes a record there.",
+        ),
+    ] = None,
+    kafka_key: Annotated[
+        str | None,
+        typer.Option(
+            "--kafka-key",
+            metavar="TEMPLATE",
+            help="Kafka: the record key's template (default: {key}).",
+        ),
+    ] = None,
     description: DescriptionOpt = None,
     retry_schedule: RetryOpt = None,
     ordered: Annotated[
@@ -88,10 +105,17 @@ def create(
 ) -> None:
     """Create an endpoint; prints its signing secret (shown this once), or for v1a its public
     key (the private key is never shown)."""
-    if pull == (url is not None):
-        raise fail("give a URL (a push endpoint) or --pull, not both nor neither", 2)
+    if [url is not None, pull, kafka is not None].count(True) != 1:
+        raise fail("give one of a URL (a push endpoint), --pull or --kafka CLUSTER/TOPIC", 2)
     body: dict[str, Any] = {"description": description or ""}
-    body.update({"kind": "pull"} if pull else {"url": url})
+    if kafka is not None:
+        cluster, _, topic = kafka.partition("/")
+        target = {"cluster": cluster, "topic": topic}
+        body.update(
+            kind="kafka", kafka=target if kafka_key is None else {**target, "key": kafka_key}
+        )
+    else:
+        body.update({"kind": "pull"} if pull else {"url": url})
     if signing:
         body["signing"] = signing
     if retry_schedule:

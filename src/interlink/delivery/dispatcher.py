@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
 
 import msgspec
 import structlog
 
 from interlink.clock import SYSTEM, Clock
-from interlink.domain.delivery import AttemptResult, decide
+from interlink.delivery.destinations import Destination, HttpDestination, Sender, Sign
+from interlink.domain.delivery import AttemptOutcome, AttemptResult, decide
+from interlink.domain.models import EndpointKind
 from interlink.domain.retry import RetryPolicy
 from interlink.observability import tracing
 from interlink.observability.delivery_log import DeliveryLog
@@ -25,11 +26,7 @@ from interlink.storage.ports import Claimed, DeliveryQueue, Settled
 
 log = structlog.get_logger("interlink.dispatcher")
 
-
-class Sender(Protocol):
-    async def send(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float
-    ) -> AttemptResult: ...
+__all__ = ["Dispatcher", "Sender", "webhook_body"]
 
 
 def webhook_body(event_type: str, received_at: float, data: bytes) -> bytes:
@@ -44,8 +41,9 @@ class Dispatcher:
         self,
         deliveries: DeliveryQueue,
         sender: Sender,
-        sign: Callable[[str, str, int, bytes], dict[str, str]],
+        sign: Sign,
         *,
+        destinations: Mapping[EndpointKind, Destination] | None = None,
         concurrency: int = 256,
         lease_seconds: float = 120.0,
         poll_interval: float = 1.0,
@@ -56,8 +54,11 @@ class Dispatcher:
         self.delivery_log = delivery_log or DeliveryLog()
         self._clock = clock
         self._deliveries = deliveries
-        self._sender = sender
-        self._sign = sign
+        # Push endpoints go through the HTTP destination; other kinds through theirs, if given.
+        self._destinations: dict[EndpointKind, Destination] = {
+            EndpointKind.PUSH: HttpDestination(sender, sign),
+            **(destinations or {}),
+        }
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
@@ -132,11 +133,17 @@ class Dispatcher:
             event_id=c.event_id,
             attempt=c.attempt_count + 1,
         ) as span:
-            # webhook-id is the event id: stable across retries, so receivers can dedupe.
-            # The signature's timestamp is the wall clock's: the receiver checks it against its own.
-            headers = self._sign(c.secret, c.event_id, int(time.time()), body)
-            tracing.inject(headers)
-            result = await self._sender.send(c.url, body, headers, c.timeout_seconds)
+            trace: dict[str, str] = {}
+            tracing.inject(trace)
+            destination = self._destinations.get(c.kind)
+            if destination is None:
+                # A kind this process cannot send (no Kafka configured here): an attempt that
+                # failed, retried on schedule, rather than a delivery stuck in flight.
+                result = AttemptResult(
+                    AttemptOutcome.FAILED, None, 0.0, error=f"no {c.kind} destination here"
+                )
+            else:
+                result = await destination.deliver(c, body, trace)
             tracing.record_attempt(span, result.outcome, result.status_code, result.error)
         decision = decide(c.attempt_count, result, RetryPolicy(schedule=c.retry_schedule))
         self._settled.append(Settled(c, started, result, decision))

@@ -8,6 +8,7 @@ import msgspec
 
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.endpoint_health import HealthPolicy
+from interlink.domain.kafka import KafkaTarget
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LanePolicy
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.rate_limit import RateLimit
@@ -70,6 +71,7 @@ class EndpointStatus(enum.StrEnum):
 class EndpointKind(enum.StrEnum):
     PUSH = "push"  # the dispatcher POSTs each delivery to the endpoint's URL
     PULL = "pull"  # no URL: consumers claim deliveries through the API (domain/pull.py)
+    KAFKA = "kafka"  # the dispatcher produces each delivery to a topic (domain/kafka.py)
 
 
 class Endpoint(msgspec.Struct, frozen=True):
@@ -93,6 +95,11 @@ class Endpoint(msgspec.Struct, frozen=True):
     disable_after_seconds: float | None = None  # none: HealthPolicy's default
     breaker: BreakerPolicy | None = None  # none: BreakerPolicy's defaults
     kind: EndpointKind = EndpointKind.PUSH
+    kafka: KafkaTarget | None = None  # where a Kafka endpoint writes (kind kafka only)
+
+
+# What the dispatcher sends (the others' deliveries wait for a consumer's claim).
+DISPATCHED_KINDS = (EndpointKind.PUSH.value, EndpointKind.KAFKA.value)
 
 
 def lane_policy(

@@ -77,7 +77,8 @@ REJECTION_REASONS: Final = frozenset(
 _SOURCELESS_REASONS: Final = frozenset({"unknown_source", "method"})
 
 WATERMARK_REASONS: Final = ("disk", "backlog")
-STATUS_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx", "error", "gone")
+# "acked": a success with no HTTP status, a record a Kafka broker acknowledged.
+STATUS_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx", "error", "gone", "acked")
 SETTLED_RESULTS: Final = frozenset({"succeeded", "retried", "dead"})
 
 _ACK_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -117,6 +118,8 @@ def status_class(outcome: AttemptOutcome | str, status_code: int | None) -> str:
     """The bounded class of an attempt's answer: 2xx/3xx/4xx/5xx, or error (no answer), gone."""
     if outcome == AttemptOutcome.GONE:
         return "gone"
+    if status_code is None and outcome == AttemptOutcome.SUCCEEDED:
+        return "acked"
     if status_code is None or not 200 <= status_code <= 599:
         # No answer, or one that is not HTTP as we speak it: the attempt failed without one.
         return "error"
@@ -246,6 +249,22 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        # Kafka endpoints (delivery/kafka_destination.py): each record produced, by cluster; the
+        # errors by librdkafka's code (a bounded enum: _MSG_TIMED_OUT, TOPIC_AUTHORIZATION_FAILED…).
+        self.kafka_produce_seconds = Histogram(
+            "interlink_kafka_produce_seconds",
+            "Time from handing a record to the producer to the broker's acknowledgement "
+            "(acks=all) or its failure, by cluster.",
+            ["cluster"],
+            buckets=_ATTEMPT_BUCKETS,
+            registry=r,
+        )
+        self.kafka_produce_errors = Counter(
+            "interlink_kafka_produce_errors",
+            "Records a Kafka cluster did not acknowledge, by cluster and librdkafka error code.",
+            ["cluster", "error"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, str], Any] = {}
         self._rejections: dict[tuple[str, str], Any] = {}
         self._attempts: dict[tuple[str, str], Any] = {}
@@ -347,6 +366,12 @@ class Metrics:
             self.settled(c.endpoint_id, "retried")
         elif d.status is DeliveryStatus.DEAD:
             self.settled(c.endpoint_id, "dead")
+
+    def kafka_produced(self, cluster: str, seconds: float, error: str | None) -> None:
+        """One record produced to a Kafka endpoint's topic: acknowledged, or failed with error."""
+        self.kafka_produce_seconds.labels(cluster).observe(seconds)
+        if error is not None:
+            self.kafka_produce_errors.labels(cluster, error).inc()
 
     # the volume monitor --------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.ids import new_id
 from interlink.domain.lanes import LanePolicy, LaneState, admit
-from interlink.domain.models import EndpointKind, EndpointStatus
+from interlink.domain.models import DISPATCHED_KINDS, EndpointKind, EndpointStatus
 from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
@@ -29,6 +29,7 @@ from interlink.storage.lanes import (
     Release,
     decode_state,
     deferred,
+    kafka_target,
     lane_row,
     lanes_of,
     live_lease,
@@ -229,10 +230,11 @@ class Deliveries:
     # dispatcher --------------------------------------------------------------------------------
 
     def _due(self, now: float, pull: Sequence[str] | None = None) -> sa.Select[Any]:
-        """Due deliveries of active endpoints: push endpoints' (the dispatcher's), or with
+        """Due deliveries of active endpoints: push and Kafka endpoints' (the dispatcher's), or with
         ``pull``, those pull endpoints' (a consumer's claim)."""
+        kind: sa.ColumnElement[bool]
         if pull is None:
-            kind = endpoints.c.kind == EndpointKind.PUSH.value
+            kind = endpoints.c.kind.in_(_literal_list("dispatched_kinds", DISPATCHED_KINDS))
         else:
             kind = sa.and_(
                 endpoints.c.kind == EndpointKind.PULL.value,
@@ -437,6 +439,8 @@ class Deliveries:
                     events.c.trace_context,
                     events.c.key,
                     events.c.occurred_at,
+                    endpoints.c.kind,
+                    endpoints.c.kafka,
                 )
                 .join(events, events.c.id == deliveries.c.event_id)
                 .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
@@ -461,6 +465,8 @@ class Deliveries:
                     lane=policies[r.endpoint_id],
                     key=r.key,
                     occurred_at=r.occurred_at,
+                    kind=EndpointKind(r.kind),
+                    kafka=kafka_target(r.kafka),
                 )
                 for r in rows
             ]

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from interlink.domain.circuit_breaker import BreakerPolicy, BreakerStatus
 from interlink.domain.endpoint_health import DisableReason
 from interlink.domain.ids import new_id
+from interlink.domain.kafka import KafkaTarget
 from interlink.domain.lanes import (
     Lane,
     LaneChange,
@@ -110,6 +111,11 @@ def policy_of(
         disable_after_seconds,
         _json(breaker, BreakerPolicy),
     )
+
+
+def kafka_target(value: Any) -> KafkaTarget | None:
+    """A Kafka endpoint's target from its row's JSON column (text or decoded), None for others."""
+    return _json(value, KafkaTarget)
 
 
 def lane_row(endpoint_id: str, tenant_id: str, state: LaneState, now: float) -> dict[str, Any]:

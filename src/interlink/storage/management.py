@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.ids import new_id
+from interlink.domain.kafka import KafkaTarget
 from interlink.domain.lanes import DEFAULT_CONCURRENCY, LaneState
 from interlink.domain.models import (
     Endpoint,
@@ -85,6 +86,7 @@ def _endpoint(box: SecretBox, row: Any) -> Endpoint:
         disable_after_seconds=row.disable_after_seconds,
         breaker=None if row.breaker is None else msgspec.convert(row.breaker, BreakerPolicy),
         kind=EndpointKind(row.kind),
+        kafka=None if row.kafka is None else msgspec.convert(row.kafka, KafkaTarget),
     )
 
 
@@ -304,6 +306,7 @@ class Management:
         disable_after_seconds: float | None = None,
         breaker: BreakerPolicy | None = None,
         kind: EndpointKind = EndpointKind.PUSH,
+        kafka: KafkaTarget | None = None,
     ) -> Endpoint:
         now = time.time()
         endpoint = Endpoint(
@@ -324,6 +327,7 @@ class Management:
             disable_after_seconds=disable_after_seconds,
             breaker=breaker,
             kind=kind,
+            kafka=kafka,
         )
         async with self.db.write() as conn:
             await conn.execute(
@@ -343,6 +347,7 @@ class Management:
                     disable_after_seconds=disable_after_seconds,
                     breaker=_json(breaker),
                     kind=kind.value,
+                    kafka=_json(kafka),
                     created_at=now,
                     updated_at=now,
                 )
@@ -382,7 +387,7 @@ class Management:
         for name in ("ordering", "on_head_dead"):
             if name in changes:
                 values[name] = str(changes[name])
-        for name in ("rate_limit", "breaker"):
+        for name in ("rate_limit", "breaker", "kafka"):
             if name in changes:
                 values[name] = _json(changes[name])
         if "retry" in changes:

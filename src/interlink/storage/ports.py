@@ -13,8 +13,9 @@ from typing import Protocol
 import msgspec
 
 from interlink.domain.delivery import AttemptResult, Decision
+from interlink.domain.kafka import KafkaTarget
 from interlink.domain.lanes import LanePolicy
-from interlink.domain.models import Event
+from interlink.domain.models import EndpointKind, Event
 
 # Statuses the dispatcher picks up once ``next_attempt_at`` has passed; a claimed delivery's
 # ``next_attempt_at`` is its lease expiry, so a lapsed lease is due again by itself.
@@ -66,6 +67,9 @@ class Claimed(msgspec.Struct, frozen=True):
     lane: LanePolicy = LanePolicy()  # the endpoint's policy when it was claimed
     key: str | None = None  # the event's ordering key (a pull consumer is shown it)
     occurred_at: float | None = None
+    # Which destination sends it (delivery/destinations.py), and a Kafka endpoint's target.
+    kind: EndpointKind = EndpointKind.PUSH
+    kafka: KafkaTarget | None = None
 
 
 class Settled(msgspec.Struct, frozen=True):

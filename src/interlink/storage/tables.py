@@ -78,6 +78,8 @@ endpoints = sa.Table(
     sa.Column("disable_after_seconds", sa.Float),  # none: the default of domain.endpoint_health
     # push: the dispatcher sends to url; pull: consumers claim (url '', domain.models.EndpointKind)
     sa.Column("kind", sa.String(8), nullable=False, server_default="push"),
+    # kafka: where the dispatcher produces (domain.kafka.KafkaTarget as JSON); NULL otherwise
+    sa.Column("kafka", sa.JSON(none_as_null=True)),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("deleted_at", Time),

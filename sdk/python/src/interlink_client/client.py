@@ -148,8 +148,9 @@ class AsyncInterlink:
         return await self.call(ops.LIST_ENDPOINTS, query={"limit": limit, "cursor": cursor})
 
     async def create_endpoint(self, url: str | None = None, **settings: Any) -> EndpointCreated:
-        """``settings``: kind, description, secret, ordering, concurrency, retry_schedule,
-        timeout_seconds (models.NewEndpoint); a pull endpoint (``kind="pull"``) has no url."""
+        """``settings``: kind, kafka, description, secret, ordering, concurrency,
+        retry_schedule, timeout_seconds (models.NewEndpoint); a pull endpoint (``kind="pull"``)
+        and a Kafka endpoint (``kind="kafka"``, ``kafka={"cluster", "topic"}``) have no url."""
         return await self.call(ops.CREATE_ENDPOINT, body=NewEndpoint(url=url, **settings))
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:

@@ -50,8 +50,11 @@ class SourceCreated(_Out):
 class Endpoint(_Out):
     schema_name: ClassVar[str] = "EndpointOut"
     id: str
-    kind: str  # "push": delivered to its url; "pull": claimed by consumers (no url)
+    # "push": delivered to its url; "pull": claimed by consumers (no url); "kafka": produced
+    # to kafka's topic (no url)
+    kind: str
     url: str | None
+    kafka: dict[str, Any] | None  # a Kafka endpoint's cluster, topic and key template
     description: str
     status: str
     ordering: str
@@ -124,7 +127,9 @@ class NewSource(_In):
 
 class NewEndpoint(_In):
     url: str | None = None  # required for a push endpoint
-    kind: str | None = None  # "push" (the default) or "pull"
+    kind: str | None = None  # "push" (the default), "pull" or "kafka"
+    # kind "kafka": {"cluster": a cluster the operator granted you, "topic", "key": template}
+    kafka: dict[str, Any] | None = None
     description: str | None = None
     secret: str | None = None
     ordering: str | None = None  # "ordered": one key's events one at a time, in order

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 import msgspec
 
 from interlink.domain.lanes import LanePolicy, LaneState, admit
+from interlink.domain.models import DISPATCHED_KINDS, EndpointKind
 from interlink.storage.lanes import (
     DEFERRED,
     LIVE_LEASE,
     UNLEASED_STATUS,
     decode_state,
+    kafka_target,
     lane_row,
     lanes_of,
     policy_of,
@@ -62,8 +64,9 @@ _ACTIVE_DUE = (
     f" WHERE d.status IN ({_DUE}) AND d.next_attempt_at <= ?"
     " AND e.status = 'active' AND e.deleted_at IS NULL"
 )
-# Whose deliveries: push endpoints' (the dispatcher's), or some pull endpoints' (a claim's).
-_PUSH = " AND e.kind = 'push'"
+# Whose deliveries: push and Kafka endpoints' (the dispatcher's), or some pull endpoints'
+# (a consumer's claim).
+_PUSH = " AND e.kind IN ({})".format(", ".join(f"'{k}'" for k in DISPATCHED_KINDS))
 _PULL = " AND e.kind = 'pull' AND d.endpoint_id IN ({})"
 _FROM = " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
 _CANDIDATES = (
@@ -99,7 +102,7 @@ _SAVE_LANE = (
 _CLAIMED = (
     "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.attempt_count, ev.type, ev.data,"
     " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context,"
-    " ev.key, ev.occurred_at"
+    " ev.key, ev.occurred_at, e.kind, e.kafka"
     " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
     " JOIN events ev ON ev.id = d.event_id WHERE d.id IN ({})"
 )
@@ -231,6 +234,8 @@ class SqliteDeliveryQueue:
                     lane=policies[r[3]],
                     key=r[13],
                     occurred_at=r[14],
+                    kind=EndpointKind(r[15]),
+                    kafka=kafka_target(r[16]),
                 )
                 for r in rows
             ]
