@@ -52,6 +52,7 @@ from interlink.storage.tables import (
     endpoint_lanes,
     endpoints,
     events,
+    subscriptions,
 )
 
 # Statuses that can head an ordered key (dead only holds it with on_head_dead = wait).
@@ -423,9 +424,13 @@ class Deliveries:
                     events.c.trace_context,
                     events.c.key,
                     events.c.occurred_at,
+                    subscriptions.c.transform,
+                    events.c.source_id,
+                    events.c.headers,
                 )
                 .join(events, events.c.id == deliveries.c.event_id)
                 .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+                .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                 .where(deliveries.c.id.in_(ids))
             )
             return [
@@ -447,6 +452,9 @@ class Deliveries:
                     lane=policies[r.endpoint_id],
                     key=r.key,
                     occurred_at=r.occurred_at,
+                    transform=r.transform,
+                    source_id=r.source_id,
+                    headers=None if r.transform is None else dict(r.headers),
                 )
                 for r in rows
             ]

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.models import Event
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, fetch_page
-from interlink.storage.ports import LOG_CHANNEL, Appended, LogEntry
+from interlink.storage.ports import LOG_CHANNEL, Appended, EventContent, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.tables import cursors, events, idempotency_keys
 
@@ -177,6 +177,16 @@ class EventLog:
             return [
                 LogEntry(r.seq, r.id, r.tenant_id, r.type, r.key) for r in await conn.execute(query)
             ]
+
+    async def contents(self, event_ids: Sequence[str]) -> dict[str, EventContent]:
+        query = sa.select(
+            events.c.id, events.c.source_id, events.c.data, events.c.headers, events.c.occurred_at
+        ).where(events.c.id.in_(list(event_ids)))
+        async with self.db.read() as conn:
+            return {
+                r.id: EventContent(r.source_id, bytes(r.data), dict(r.headers), r.occurred_at)
+                for r in await conn.execute(query)
+            }
 
     async def position(self, name: str) -> int:
         async with self.db.read() as conn:

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from interlink.domain.models import Event
-from interlink.storage.ports import Appended, LogEntry
+from interlink.storage.ports import Appended, EventContent, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.sqlite.driver import SqliteDriver
 
@@ -22,6 +22,9 @@ INSERT_EVENT = (
     " :schema_version)"
     " ON CONFLICT (source_id, idempotency_key) DO NOTHING"
 )
+_CONTENTS = "SELECT id, source_id, data, headers, occurred_at FROM events WHERE id IN ({})"
+_CHUNK = 500  # bound parameters a statement, well under SQLite's limit
+
 _FIRST = "SELECT id FROM events WHERE source_id = ? AND idempotency_key = ?"
 
 
@@ -58,6 +61,22 @@ class SqliteLogWriter:
         )
         rows = await self._driver.read(lambda c: c.execute(query, (position, limit)).fetchall())
         return [LogEntry(*r) for r in rows]
+
+    async def contents(self, event_ids: Sequence[str]) -> dict[str, EventContent]:
+        ids = list(event_ids)
+        out: dict[str, EventContent] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            query = _CONTENTS.format(", ".join("?" * len(chunk)))
+
+            def read(conn: sqlite3.Connection, q: str = query, p: list[str] = chunk) -> list[Any]:
+                return conn.execute(q, p).fetchall()
+
+            rows = await self._driver.read(read)
+            for r in rows:
+                headers = msgspec.json.decode(r[3], type=dict[str, str]) if r[3] else {}
+                out[r[0]] = EventContent(r[1], bytes(r[2]), headers, r[4])
+        return out
 
     async def position(self, name: str) -> int:
         query = "SELECT position FROM cursors WHERE name = ?"
