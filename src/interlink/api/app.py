@@ -26,6 +26,7 @@ from interlink.api.configuration import (
 )
 from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
+from interlink.api.filters import PreviewController, SegmentController
 from interlink.api.jobs import JobController
 from interlink.api.keys import ApiKeyController
 from interlink.api.openapi import truthful
@@ -192,6 +193,8 @@ def create_api(ctx: ApiContext) -> Litestar:
             SourceController,
             EndpointController,
             SubscriptionController,
+            PreviewController,
+            SegmentController,
             EventController,
             PublishController,
             ConsumerController,

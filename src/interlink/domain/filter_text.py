@@ -30,7 +30,7 @@ class SegmentRef(msgspec.Struct, frozen=True):
 
 class Shape(msgspec.Struct, frozen=True):
     depth: int  # deepest bracket nesting
-    depth_at: int  # offset where it was reached
+    depth_at: tuple[int, ...]  # offset where each depth (1, 2, …) was first reached
     macros: int  # comprehension macro calls
     nested_macro_at: int | None  # offset of a macro inside another macro's arguments
     plus: int  # ``+`` operators (string and list concatenation among them)
@@ -59,7 +59,8 @@ def _string_end(text: str, i: int) -> int:
 
 
 def scan(text: str) -> Shape:
-    depth = deepest = deepest_at = macros = plus = string_calls = 0
+    depth = deepest = macros = plus = string_calls = 0
+    depth_at: list[int] = []
     nested_at: int | None = None
     open_macros: list[int] = []  # depth at which each open macro's arguments started
     bound: set[str] = set()
@@ -73,7 +74,8 @@ def scan(text: str) -> Shape:
         if ch in "([{":
             depth += 1
             if depth > deepest:
-                deepest, deepest_at = depth, i
+                deepest = depth
+                depth_at.append(i)
         elif ch in ")]}":
             if open_macros and open_macros[-1] == depth:
                 open_macros.pop()
@@ -105,7 +107,7 @@ def scan(text: str) -> Shape:
         i += 1
     return Shape(
         deepest,
-        deepest_at,
+        tuple(depth_at),
         macros,
         nested_at,
         plus,

@@ -99,7 +99,9 @@ def check_text(text: str, *, allow_segments: bool = True) -> Shape:
         raise FilterError(f"is {len(text)} characters long; the limit is {MAX_CHARS}")
     shape = scan(text)
     if shape.depth > MAX_DEPTH:
-        raise FilterError(f"nests deeper than {MAX_DEPTH} brackets", *_at(text, shape.depth_at))
+        raise FilterError(
+            f"nests deeper than {MAX_DEPTH} brackets", *_at(text, shape.depth_at[MAX_DEPTH])
+        )
     program = _parse(text)
     if shape.nested_macro_at is not None:
         raise FilterError(
@@ -207,12 +209,29 @@ def cost_bound(compiled: Compiled, shape: tuple[int, int]) -> int:
 def evaluate(compiled: Compiled, context: Any, shape: tuple[int, int] | None = None) -> Outcome:
     """Whether the event in ``context`` matches. Never raises for an event's content: a missing
     field or a type mismatch is ERROR, a result that is not ``true`` or ``false`` ERROR too."""
-    if shape is not None and cost_bound(compiled, shape) > COST_LIMIT:
-        return Outcome.COST
+    return explain(compiled, context, shape)[0]
+
+
+def explain(
+    compiled: Compiled, context: Any, shape: tuple[int, int] | None = None
+) -> tuple[Outcome, str | None]:
+    """``evaluate`` with the reason of an ERROR or COST (for previews)."""
+    if shape is not None:
+        bound = cost_bound(compiled, shape)
+        if bound > COST_LIMIT:
+            return Outcome.COST, f"cost bound {bound:,} is over the limit {COST_LIMIT:,}"
     try:
         result = compiled.program.execute(context)
-    except Exception:
-        return Outcome.ERROR
+    except Exception as exc:
+        return Outcome.ERROR, _evaluation_error(exc)
     if result is True:
-        return Outcome.MATCH
-    return Outcome.NO_MATCH if result is False else Outcome.ERROR
+        return Outcome.MATCH, None
+    if result is False:
+        return Outcome.NO_MATCH, None
+    return Outcome.ERROR, f"the filter gave {type(result).__name__}, not a bool"
+
+
+def _evaluation_error(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no field {exc}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
