@@ -14,6 +14,8 @@ import re
 import msgspec
 
 MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# The macros that build a list: refused in filters (domain/filters.py).
+BUILDERS = frozenset({"map", "filter"})
 # Functions whose cost grows with the length of a string operand (see filters.cost_bound).
 STRING_FUNCTIONS = frozenset({"matches", "contains", "startsWith", "endsWith"})
 SEGMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -33,6 +35,7 @@ class Shape(msgspec.Struct, frozen=True):
     depth_at: tuple[int, ...]  # offset where each depth (1, 2, …) was first reached
     macros: int  # comprehension macro calls
     nested_macro_at: int | None  # offset of a macro inside another macro's arguments
+    builder_at: int | None  # offset of the first map() or filter()
     plus: int  # ``+`` operators (string and list concatenation among them)
     string_calls: int  # calls of STRING_FUNCTIONS
     bound: frozenset[str]  # the variables comprehensions bind (``x`` in ``l.all(x, …)``)
@@ -62,6 +65,7 @@ def scan(text: str) -> Shape:
     depth = deepest = macros = plus = string_calls = 0
     depth_at: list[int] = []
     nested_at: int | None = None
+    builder_at: int | None = None
     open_macros: list[int] = []  # depth at which each open macro's arguments started
     bound: set[str] = set()
     segments: list[SegmentRef] = []
@@ -92,6 +96,8 @@ def scan(text: str) -> Shape:
                 seg = _SEGMENT_CALL.match(text, i)
                 if seg is not None:
                     segments.append(SegmentRef(seg.group(1) or seg.group(2) or "", i, seg.end()))
+            if call and method and name in BUILDERS and builder_at is None:
+                builder_at = i
             if call and method and name in MACROS:
                 macros += 1
                 if open_macros and nested_at is None:
@@ -110,6 +116,7 @@ def scan(text: str) -> Shape:
         tuple(depth_at),
         macros,
         nested_at,
+        builder_at,
         plus,
         string_calls,
         frozenset(bound),
