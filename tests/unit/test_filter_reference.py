@@ -18,6 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlink.domain.filters import Outcome, activation, compile_filter, evaluate
+from interlink.domain.models import Subscription
+from interlink.routing.filtering import FilterCache, routes_of, targets
+from interlink.storage.ports import EventContent, LogEntry
 
 FIELDS = ["a", "b", "c"]
 ERR = object()  # the reference's error value
@@ -142,3 +145,20 @@ def test_engine_agrees_with_reference(expr: Expr, batch: list[dict[str, Any]]) -
     for event in batch:
         got = evaluate(compiled, activation(event))
         assert got == _expected(expr.ref(event)), (expr.text, event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(expressions, st.lists(events, min_size=1, max_size=10))
+def test_routing_with_pruned_data_agrees_with_reference(
+    expr: Expr, batch: list[dict[str, Any]]
+) -> None:
+    """Routing converts only the fields of ``data`` filters name (routing/filtering.py): the
+    same answers, with unrelated fields in the event to prune."""
+    sub = Subscription("sub_1", "tnt_1", "ep_1", ("*",), 0.0, filter=expr.text)
+    routes = routes_of([sub], {}, FilterCache())
+    for n, event in enumerate(batch):
+        data = {**event["data"], "unrelated": {"x": [1, 2]}}
+        content = EventContent("src_1", json.dumps(data).encode(), {}, None)
+        entry = LogEntry(n, f"evt_{n}", "tnt_1", event["type"])
+        routed = targets(entry, routes, content, {}) == [("ep_1", "sub_1")]
+        assert routed == (_expected(expr.ref(event)) is Outcome.MATCH), (expr.text, event)

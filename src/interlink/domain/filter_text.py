@@ -39,6 +39,9 @@ class Shape(msgspec.Struct, frozen=True):
     plus: int  # ``+`` operators (string and list concatenation among them)
     string_calls: int  # calls of STRING_FUNCTIONS
     bound: frozenset[str]  # the variables comprehensions bind (``x`` in ``l.all(x, …)``)
+    # The fields of ``data`` read by name (``data.amount``): only these need converting for
+    # the engine. None: ``data`` is used otherwise too (``data["x"]``, ``size(data)``).
+    data_fields: frozenset[str] | None
     segments: tuple[SegmentRef, ...]
 
 
@@ -69,6 +72,7 @@ def scan(text: str) -> Shape:
     open_macros: list[int] = []  # depth at which each open macro's arguments started
     bound: set[str] = set()
     segments: list[SegmentRef] = []
+    fields: set[str] | None = set()
     i = 0
     while i < len(text):
         ch = text[i]
@@ -92,6 +96,12 @@ def scan(text: str) -> Shape:
             name, after = m.group(), m.end()
             call = after < len(text) and text[after] == "("
             method = i > 0 and text[i - 1] == "."
+            if name == "data" and not method and fields is not None:
+                field = _field_after(text, after)
+                if field is None:
+                    fields = None
+                else:
+                    fields.add(field)
             if name == "segment" and call and not method:
                 seg = _SEGMENT_CALL.match(text, i)
                 if seg is not None:
@@ -120,8 +130,23 @@ def scan(text: str) -> Shape:
         plus,
         string_calls,
         frozenset(bound),
+        None if fields is None else frozenset(fields),
         tuple(segments),
     )
+
+
+def _field_after(text: str, i: int) -> str | None:
+    """The name in ``.name`` at ``i`` (spaces allowed around the dot), else None."""
+    i += _spaces(text, i)
+    if i >= len(text) or text[i] != ".":
+        return None
+    i += 1
+    m = _IDENT.match(text, i + _spaces(text, i))
+    if m is None:
+        return None
+    after = m.end() + _spaces(text, m.end())
+    # data.all(k, …), data.size(): a macro or method over the whole map, not a field
+    return None if after < len(text) and text[after] == "(" else m.group()
 
 
 def _spaces(text: str, i: int) -> int:

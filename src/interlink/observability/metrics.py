@@ -258,11 +258,11 @@ class Metrics:
 
     # the hot path --------------------------------------------------------------------------
 
-    def filter_evaluated(self, outcome: str) -> None:
+    def filter_evaluated(self, outcome: str, n: int = 1) -> None:
         child = self._filter_outcomes.get(outcome)
         if child is None:
             child = self._filter_outcomes[outcome] = self.filter_evaluations.labels(outcome)
-        child.inc()
+        child.inc(n)
 
     def stream_opened(self, transport: str) -> None:
         self.stream_connections.labels(transport).inc()

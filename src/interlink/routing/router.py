@@ -65,7 +65,7 @@ class SubscriptionCache:
         return {t: routes_of(ss, bodies.get(t, {}), self._filters) for t, ss in subs.items()}
 
 
-def _ignore(outcome: str) -> None:
+def _ignore(outcome: str, n: int) -> None:
     pass
 
 
@@ -108,13 +108,14 @@ class Router:
         routed = batch if self._normalize is None else await self._normalize(batch)
         routes = await self._subscriptions.for_tenants({e.tenant_id for e in routed})
         # Content (data, headers) is read only for events a filtered subscription's types match.
-        wanted = [e.id for e in routed if needs_content(e, routes.get(e.tenant_id, ()))]
+        wanted = [e for e in routed if needs_content(e, routes.get(e.tenant_id, ()))]
         contents = await self._events.contents(wanted) if wanted else {}
+        counts: dict[str, int] = {}
         new = [
             NewDelivery(new_id("delivery"), e.tenant_id, e.id, e.seq, endpoint_id, e.key, sub_id)
             for e in routed
             for endpoint_id, sub_id in targets(
-                e, routes.get(e.tenant_id, ()), contents.get(e.id), self._count_filter
+                e, routes.get(e.tenant_id, ()), contents.get(e.id), counts
             )
         ]
         try:
@@ -124,6 +125,8 @@ class Router:
             self._position = await self._events.position(CURSOR)
             return len(batch)
         self._position = batch[-1].seq
+        for outcome, n in counts.items():
+            self._count_filter(outcome, n)
         if new and self._on_routed is not None:
             self._on_routed()
         if new and self._on_deliveries is not None:

@@ -178,10 +178,14 @@ class EventLog:
                 LogEntry(r.seq, r.id, r.tenant_id, r.type, r.key) for r in await conn.execute(query)
             ]
 
-    async def contents(self, event_ids: Sequence[str]) -> dict[str, EventContent]:
+    async def contents(self, entries: Sequence[LogEntry]) -> dict[str, EventContent]:
+        if not entries:
+            return {}
+        # By seq, which every partition indexes: an id alone would probe each partition.
+        seqs = [e.seq for e in entries]
         query = sa.select(
             events.c.id, events.c.source_id, events.c.data, events.c.headers, events.c.occurred_at
-        ).where(events.c.id.in_(list(event_ids)))
+        ).where(events.c.seq.in_(seqs), events.c.seq.between(min(seqs), max(seqs)))
         async with self.db.read() as conn:
             return {
                 r.id: EventContent(r.source_id, bytes(r.data), dict(r.headers), r.occurred_at)

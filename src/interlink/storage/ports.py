@@ -114,8 +114,8 @@ class LogWriter(Protocol):
 
     async def read_after(self, position: int, limit: int) -> list[LogEntry]: ...
 
-    async def contents(self, event_ids: Sequence[str]) -> dict[str, EventContent]:
-        """These events' data, headers, source and time, by id (for content filters)."""
+    async def contents(self, entries: Sequence[LogEntry]) -> dict[str, EventContent]:
+        """These events' data, headers, source and time, by event id (for content filters)."""
         ...
 
     async def position(self, name: str) -> int: ...

@@ -22,8 +22,9 @@ INSERT_EVENT = (
     " :schema_version)"
     " ON CONFLICT (source_id, idempotency_key) DO NOTHING"
 )
-_CONTENTS = "SELECT id, source_id, data, headers, occurred_at FROM events WHERE id IN ({})"
-_CHUNK = 500  # bound parameters a statement, well under SQLite's limit
+_COLUMNS = "SELECT id, source_id, data, headers, occurred_at, seq FROM events"
+_CONTENTS = _COLUMNS + " WHERE seq IN ({})"  # at most a router batch (1,000) of them
+_CONTENTS_RANGE = _COLUMNS + " WHERE seq BETWEEN ? AND ?"
 
 _FIRST = "SELECT id FROM events WHERE source_id = ? AND idempotency_key = ?"
 
@@ -62,18 +63,22 @@ class SqliteLogWriter:
         rows = await self._driver.read(lambda c: c.execute(query, (position, limit)).fetchall())
         return [LogEntry(*r) for r in rows]
 
-    async def contents(self, event_ids: Sequence[str]) -> dict[str, EventContent]:
-        ids = list(event_ids)
+    async def contents(self, entries: Sequence[LogEntry]) -> dict[str, EventContent]:
+        if not entries:
+            return {}
+        wanted = {e.seq for e in entries}
+        lo, hi = min(wanted), max(wanted)
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            # By rowid (seq): one range when most of it is wanted, else each by itself.
+            if len(wanted) * 4 >= hi - lo + 1:
+                return conn.execute(_CONTENTS_RANGE, (lo, hi)).fetchall()
+            marks = ", ".join("?" * len(wanted))
+            return conn.execute(_CONTENTS.format(marks), sorted(wanted)).fetchall()
+
         out: dict[str, EventContent] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            query = _CONTENTS.format(", ".join("?" * len(chunk)))
-
-            def read(conn: sqlite3.Connection, q: str = query, p: list[str] = chunk) -> list[Any]:
-                return conn.execute(q, p).fetchall()
-
-            rows = await self._driver.read(read)
-            for r in rows:
+        for r in await self._driver.read(read):
+            if r[5] in wanted:
                 headers = msgspec.json.decode(r[3], type=dict[str, str]) if r[3] else {}
                 out[r[0]] = EventContent(r[1], bytes(r[2]), headers, r[4])
         return out
