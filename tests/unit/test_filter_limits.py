@@ -3,11 +3,14 @@ they run; routing of the event to other subscriptions, and of other events, goes
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interlink.domain.filters import (
     FilterError,
@@ -84,3 +87,11 @@ def test_routing_goes_on_past_errors_cost_and_invalid_filters() -> None:
     assert targets(LogEntry(2, "evt_2", "tnt_1", "x"), routes, small, counted) == [
         ("ep_5", "sub_5")
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_text_compiles_or_is_a_filter_error(text: str) -> None:
+    """Never another exception (the API would answer 500): found by schemathesis (ß)."""
+    with contextlib.suppress(FilterError):
+        compile_filter(text, {"a": "true"})

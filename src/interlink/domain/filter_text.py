@@ -90,7 +90,7 @@ def scan(text: str) -> Shape:
             depth -= 1
         elif ch == "+":
             plus += 1
-        elif ch.isalpha() or ch == "_":
+        elif ch.isascii() and (ch.isalpha() or ch == "_"):
             m = _IDENT.match(text, i)
             assert m is not None
             name, after = m.group(), m.end()

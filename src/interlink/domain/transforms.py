@@ -62,6 +62,8 @@ def compile_transform(text: str) -> Any:
         raise TransformError(f"does not compile: {exc}", _position(exc)) from None
     except RecursionError:
         raise TransformError("nests too deeply to compile") from None
+    except Exception as exc:  # the parser's own slips must be a 422, not a 500
+        raise TransformError(f"does not compile: {type(exc).__name__}: {exc}") from None
     # Bound before any use, and by name, so ``$p := $pad`` gets the bounded one too.
     expression.register_function(
         "pad", jsonata.Jsonata.JNativeFunction("pad", "<s-ns?:s>", _Bounded, "pad")
