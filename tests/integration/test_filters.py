@@ -216,3 +216,35 @@ async def test_preview_shows_match_output_and_cost(harness: Harness) -> None:
     out = r.json()
     assert not out["matched"] and out["filter_outcome"] == "error", out
     assert "missing" in out["filter_error"]
+
+
+async def test_replay_goes_where_routing_would_and_transforms(
+    harness: Harness, receiver_factory: Any
+) -> None:
+    h = harness
+    key = await h.tenant()
+    receiver = await receiver_factory()
+    source, secret, ep_id, receiver.secret = await wire(h, key, receiver.url)
+    await send(h, source, secret, "r1", {"amount": 5}, "payment.succeeded")
+    await send(h, source, secret, "r2", {"amount": 5000}, "payment.succeeded")
+    listed = (await h.get(key, "/api/v1/events")).json()["data"]
+    by_amount = {json_amount(e): e["id"] for e in listed}
+    await h.post(
+        key,
+        "/api/v1/subscriptions",
+        {
+            "endpoint_id": ep_id,
+            "event_types": ["*"],
+            "filter": "data.amount > 1000",
+            "transform": '{"big": amount}',
+        },
+    )
+    for amount, queued in ((5, 0), (5000, 1)):
+        r = await h.client.post(f"/api/v1/events/{by_amount[amount]}/replay", headers=h.auth(key))
+        assert r.status_code == 202 and r.json()["queued"] == queued, r.text
+    await eventually(lambda: len(receiver.received) == 1)
+    assert receiver.received[0][1]["data"] == {"big": 5000}
+
+
+def json_amount(event: dict[str, Any]) -> int:
+    return int(event["data"]["amount"])

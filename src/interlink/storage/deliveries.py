@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -713,15 +713,20 @@ class Deliveries:
         event_seq: int,
         endpoint_ids: Sequence[str],
         key: str | None = None,
+        routed_by: Mapping[str, str] | None = None,
     ) -> int:
         """Sends an event again to these endpoints: existing deliveries are redriven in place
-        (same ``webhook-id``), missing ones created (with the event's ordering ``key``).
+        (same ``webhook-id``), missing ones created (with the event's ordering ``key``, and
+        the subscription ``routed_by`` names for the endpoint, whose transformation applies).
         Returns how many were queued."""
+        if not endpoint_ids:
+            return 0  # a filter took every subscription out
         now = time.time()
+        by = routed_by or {}
         async with self.db.write() as conn:
             fresh = [
-                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, endpoint_id, key)
-                for endpoint_id in endpoint_ids
+                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, e, key, by.get(e))
+                for e in endpoint_ids
             ]
             await conn.execute(self._insert, delivery_rows(fresh, now))
             result = await conn.execute(
