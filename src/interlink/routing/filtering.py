@@ -152,6 +152,7 @@ def targets(
     context: Any = None
     shape: tuple[int, int] | None = None
     size = len(content.data) if content is not None else 0
+    done: dict[int, Outcome] = {}
     for route in routes:
         sub = route.subscription
         if sub.endpoint_id in seen or not matches_any(sub.event_types, entry.type):
@@ -170,7 +171,11 @@ def targets(
                 if shape is None:
                     shape = event_shape(variables(entry, content)["data"])
                 checked = shape
-            outcome = evaluate(route.compiled, context, checked)
+            # Subscriptions sharing a filter (one segment for many) share its Compiled (the
+            # cache's): evaluated once an event.
+            outcome = done.get(id(route.compiled))
+            if outcome is None:
+                outcome = done[id(route.compiled)] = evaluate(route.compiled, context, checked)
             counts[outcome] = counts.get(outcome, 0) + 1
             if outcome is not _MATCH:
                 continue
