@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka bench-filters clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -70,6 +70,9 @@ bench-lanes: $(BENCH_STAMP)  ## delivery-lane ratios (about 4 minutes); fails wh
 
 bench-publish: $(BENCH_STAMP)  ## publish API events/s against Celery task publish (about a minute)
 	$(BIN)/python -m bench.publish
+
+bench-filters: $(STAMP)  ## routing with 20 filtered subscriptions against 20 plain (about a minute)
+	$(BIN)/python -m bench.filters
 
 bench-outbox: $(BENCH_STAMP)  ## outbox relay events/s against a Celery relay (under a minute)
 	$(BIN)/python -m bench.outbox

@@ -1,6 +1,6 @@
 """Marked code blocks of the docs, for tests that run them: the README's sh blocks marked
-``<!-- readme-test: NAME -->`` and docs/services.md's blocks marked
-``<!-- services-test: NAME -->``."""
+``<!-- readme-test: NAME -->``, docs/services.md's blocks marked
+``<!-- services-test: NAME -->`` and docs/routing.md's ``<!-- routing-test: NAME -->``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SERVICES = ROOT / "docs" / "services.md"
+ROUTING = ROOT / "docs" / "routing.md"
 
 
 def doc_block(doc: Path, marker: str, name: str, lang: str) -> str:
@@ -32,6 +33,11 @@ def readme_block(name: str) -> list[str]:
 
 def services_block(name: str, lang: str) -> str:
     return doc_block(SERVICES, "services-test", name, lang)
+
+
+def routing_block(name: str) -> Any:
+    """docs/routing.md's JSON block after ``<!-- routing-test: NAME -->``, decoded."""
+    return json.loads(doc_block(ROUTING, "routing-test", name, "json"))
 
 
 def venv_here(directory: Path, python: str) -> None:

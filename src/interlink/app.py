@@ -242,6 +242,7 @@ class Interlink:
             on_routed=self.dispatcher.wake,
             on_deliveries=self.pull_waiters.notify,
             normalize=self.normalization,
+            count_filter=self.metrics.filter_evaluated,
         )
         # Reconciliation: each source's partner state pulled on its interval and diffed.
         self.reconciliation = Reconciliation(

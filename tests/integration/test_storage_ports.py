@@ -126,6 +126,31 @@ async def test_append_is_idempotent_and_readable_in_order(stores: Stores) -> Non
     assert stored.data == b'{"n": 1}' and stored.raw == b'{"data": {"n": 1}}'
 
 
+async def test_contents_by_log_position(stores: Stores) -> None:
+    """What content filters read, sparse or dense in a range (a rowid range on SQLite)."""
+    t, _ = await stores.management.create_tenant("t")
+    await stores.log.append([event(t.id, str(i)) for i in range(10)])
+    entries = await stores.log.read_after(0, 100)
+    assert await stores.log.contents([]) == {}
+    for picked in (entries, entries[::5]):  # dense: one range; sparse: each by itself
+        got = await stores.log.contents(picked)
+        assert sorted(got) == sorted(e.id for e in picked)
+        one = got[picked[0].id]
+        assert one.data == b'{"n": 1}' and one.headers == {"webhook-id": "0"}
+
+
+async def test_a_routed_delivery_carries_its_subscriptions_transform(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id)
+    sub = await stores.management.create_subscription(t.id, ep, ["*"], None, '{"a": n}')
+    (appended,) = await stores.log.append([event(t.id, "a")])
+    (entry,) = await stores.log.read_after(0, 10)
+    new = NewDelivery(new_id("delivery"), t.id, appended.event_id, entry.seq, ep, None, sub.id)
+    await stores.queue.route([new], "router", entry.seq)
+    (claimed,) = await stores.queue.claim_due(time.time() + 0.01, 10, lease_seconds=30)
+    assert claimed.transform == '{"a": n}' and claimed.headers == {"webhook-id": "a"}
+
+
 async def test_route_claim_settle_cycle(stores: Stores) -> None:
     t, _ = await stores.management.create_tenant("t")
     ep = await endpoint(stores, t.id)

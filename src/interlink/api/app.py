@@ -28,6 +28,7 @@ from interlink.api.connections import ConnectionController
 from interlink.api.context import ApiContext
 from interlink.api.erasures import create_erasure
 from interlink.api.export import export_events
+from interlink.api.filters import PreviewController, SegmentController
 from interlink.api.jobs import JobController
 from interlink.api.keys import ApiKeyController
 from interlink.api.openapi import truthful
@@ -203,6 +204,8 @@ def create_api(ctx: ApiContext) -> Litestar:
             SourceController,
             EndpointController,
             SubscriptionController,
+            PreviewController,
+            SegmentController,
             EventController,
             PublishController,
             ConsumerController,

@@ -11,6 +11,8 @@ from litestar.exceptions import NotFoundException
 
 from interlink.api.auth import Principal, require_admin, require_tenant
 from interlink.api.context import ApiContext
+from interlink.api.filter_schemas import SubscriptionPatch
+from interlink.api.filters import checked_filter, checked_patterns, checked_transform
 from interlink.api.params import Unprocessable, found, page
 from interlink.api.schemas import (
     EndpointCreated,
@@ -39,7 +41,6 @@ from interlink.delivery.outbound_guard import BlockedDestination, check_url, des
 from interlink.domain import kafka
 from interlink.domain.kafka import KafkaTarget
 from interlink.domain.models import EndpointKind, EndpointStatus, Envelope
-from interlink.domain.patterns import InvalidPattern, validate_pattern
 from interlink.domain.retry import RetryPolicy
 from interlink.ingress.verifiers import (
     generate_secret,
@@ -402,14 +403,36 @@ class SubscriptionController(Controller):
         self, data: SubscriptionIn, principal: Principal, ctx: ApiContext
     ) -> SubscriptionOut:
         tenant_id = require_tenant(principal)
-        try:
-            patterns = [validate_pattern(p) for p in data.event_types]
-        except InvalidPattern as exc:
-            raise Unprocessable(str(exc)) from None
+        patterns = checked_patterns(data.event_types)
+        if data.filter is not None:
+            await checked_filter(ctx, tenant_id, data.filter)
+        if data.transform is not None:
+            checked_transform(data.transform)
         if await ctx.management.get_endpoint(tenant_id, data.endpoint_id) is None:
             raise NotFoundException(f"no endpoint '{data.endpoint_id}'")
-        sub = await ctx.management.create_subscription(tenant_id, data.endpoint_id, patterns)
+        sub = await ctx.management.create_subscription(
+            tenant_id, data.endpoint_id, patterns, data.filter, data.transform
+        )
         return SubscriptionOut.of(sub)
+
+    @patch("/{subscription_id:str}", summary="Change its filter or transformation (null removes)")
+    async def update(
+        self, subscription_id: str, data: SubscriptionPatch, principal: Principal, ctx: ApiContext
+    ) -> SubscriptionOut:
+        tenant_id = require_tenant(principal)
+        changes: dict[str, object] = {}
+        if isinstance(data.filter, str):
+            await checked_filter(ctx, tenant_id, data.filter)
+        if isinstance(data.transform, str):
+            checked_transform(data.transform)
+        for name in ("filter", "transform"):
+            if getattr(data, name) is not msgspec.UNSET:
+                changes[name] = getattr(data, name)
+        if not changes:
+            sub = await ctx.management.get_subscription(tenant_id, subscription_id)
+        else:
+            sub = await ctx.management.update_subscription(tenant_id, subscription_id, changes)
+        return SubscriptionOut.of(found(sub, "subscription", subscription_id))
 
     @get("/", summary="List subscriptions")
     async def list_(

@@ -67,6 +67,8 @@ _CONFLICTS = frozenset(
         ("post", "/api/v1/endpoints/{endpoint_id}/claims"),  # a push endpoint
         ("post", "/api/v1/deliveries/{delivery_id}/ack"),  # a lease lost, a push delivery
         ("post", "/api/v1/deliveries/{delivery_id}/nack"),
+        ("post", "/api/v1/segments"),  # the name is taken
+        ("delete", "/api/v1/segments/{name}"),  # a subscription's filter uses it
     }
 )
 

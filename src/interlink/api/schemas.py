@@ -369,6 +369,9 @@ class EndpointSecretRotate(msgspec.Struct, forbid_unknown_fields=True):
 class SubscriptionIn(msgspec.Struct, forbid_unknown_fields=True):
     endpoint_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
     event_types: Annotated[list[Pattern], msgspec.Meta(min_length=1, max_length=100)]
+    # CEL and JSONata (api/filter_schemas.py holds their documented types and rules)
+    filter: Annotated[str, msgspec.Meta(max_length=16384)] | None = None
+    transform: Annotated[str, msgspec.Meta(max_length=16384)] | None = None
 
 
 class SubscriptionOut(msgspec.Struct):
@@ -376,10 +379,14 @@ class SubscriptionOut(msgspec.Struct):
     endpoint_id: str
     event_types: list[str]
     created_at: str | None
+    filter: str | None = None
+    transform: str | None = None
 
     @classmethod
     def of(cls, s: Subscription) -> SubscriptionOut:
-        return cls(s.id, s.endpoint_id, list(s.event_types), iso(s.created_at))
+        return cls(
+            s.id, s.endpoint_id, list(s.event_types), iso(s.created_at), s.filter, s.transform
+        )
 
 
 # events and deliveries ---------------------------------------------------------------------------

@@ -20,9 +20,12 @@ from interlink.api.schemas import (
 )
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.models import Event
-from interlink.routing.matching import endpoints_for
+from interlink.routing.filtering import FilterCache, routes_of
+from interlink.routing.filtering import targets as filtered_targets
 from interlink.storage.deliveries import DeliveryFilter, RetryRefused
 from interlink.storage.event_log import EventFilter
+from interlink.storage.ports import EventContent, LogEntry
+from interlink.storage.segments import Segments
 
 
 def event_out(e: Event) -> EventOut:
@@ -99,11 +102,25 @@ class EventController(Controller):
             if await ctx.management.get_endpoint(tenant_id, data.endpoint_id) is None:
                 raise NotFoundException(f"no endpoint '{data.endpoint_id}'")
             targets = [data.endpoint_id]
+            routed_by: dict[str, str] = {}
         else:
-            subs = await ctx.management.subscriptions_for([tenant_id])
-            targets = endpoints_for(event.type, tenant_id, subs)
-        queued = await ctx.deliveries.replay(tenant_id, event.id, event.seq, targets, event.key)
+            routed_by = await _subscribed(ctx, tenant_id, event)
+            targets = list(routed_by)
+        queued = await ctx.deliveries.replay(
+            tenant_id, event.id, event.seq, targets, event.key, routed_by
+        )
         return ReplayOut(event_id=event.id, queued=queued)
+
+
+async def _subscribed(ctx: ApiContext, tenant_id: str, event: Event) -> dict[str, str]:
+    """The endpoints the event goes to as routing would send it (types, then filters), each
+    with the subscription whose transformation applies."""
+    subs = await ctx.management.subscriptions_for([tenant_id])
+    bodies = (await Segments(ctx.management).bodies([tenant_id]))[tenant_id]
+    routes = routes_of(subs, bodies, FilterCache())
+    entry = LogEntry(event.seq, event.id, tenant_id, event.type, event.key)
+    content = EventContent(event.source_id, event.data, event.headers, event.occurred_at)
+    return dict(filtered_targets(entry, routes, content, {}))
 
 
 class DeliveryController(Controller):

@@ -23,6 +23,7 @@ from interlink.cli import (
     maintenance,
     quarantine,
     secrets,
+    segments,
     server,
     sources,
     subscriptions,
@@ -81,6 +82,7 @@ app.add_typer(tenants.app, name="tenants")
 app.add_typer(sources.app, name="sources")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(segments.app, name="segments")
 app.add_typer(events.app, name="events")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(jobs.app, name="jobs")

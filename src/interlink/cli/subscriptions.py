@@ -1,8 +1,10 @@
-"""``interlink subscriptions``: which event types go to which endpoint."""
+"""``interlink subscriptions``: which event types go to which endpoint, with an optional
+content filter (CEL) and transformation (JSONata); previews (docs/routing.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 
@@ -10,7 +12,7 @@ from interlink.cli._api import ConfigOpt, OutputOpt, api, emit, params, q
 
 app = typer.Typer(no_args_is_help=True, help="Which event types go to which endpoint.")
 
-COLUMNS = ("id", "endpoint_id", "event_types", "created_at")
+COLUMNS = ("id", "endpoint_id", "event_types", "filter", "created_at")
 SubscriptionId = Annotated[
     str, typer.Argument(help="The subscription's id (sub_…).", metavar="SUBSCRIPTION_ID")
 ]
@@ -25,11 +27,60 @@ def create(
             "--type", help="Pattern, e.g. booking.* or *; repeat for several.", metavar="PATTERN"
         ),
     ],
+    filter: Annotated[
+        str | None, typer.Option("--filter", help="A CEL expression over the event.", metavar="CEL")
+    ] = None,
+    transform: Annotated[
+        str | None,
+        typer.Option("--transform", help="A JSONata expression over its data.", metavar="JSONATA"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Subscribe an endpoint to event types."""
-    body = {"endpoint_id": endpoint_id, "event_types": event_type}
+    """Subscribe an endpoint to event types (narrowed by a filter, reshaped by a transform)."""
+    body: dict[str, Any] = {"endpoint_id": endpoint_id, "event_types": event_type}
+    body |= {k: v for k, v in (("filter", filter), ("transform", transform)) if v is not None}
     emit(api(config, "POST", "/api/v1/subscriptions", json=body))
+
+
+@app.command("update")
+def update(
+    subscription_id: SubscriptionId,
+    filter: Annotated[
+        str | None, typer.Option("--filter", help="A new CEL filter; '' removes it.", metavar="CEL")
+    ] = None,
+    transform: Annotated[
+        str | None,
+        typer.Option(
+            "--transform", help="A new JSONata transform; '' removes it.", metavar="JSONATA"
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Change a subscription's filter or transformation."""
+    body = {
+        k: (v or None) for k, v in (("filter", filter), ("transform", transform)) if v is not None
+    }
+    emit(api(config, "PATCH", f"/api/v1/subscriptions/{q(subscription_id)}", json=body))
+
+
+@app.command("preview")
+def preview(
+    subscription_id: SubscriptionId,
+    event: Annotated[
+        str | None,
+        typer.Option("--event", help='An event as JSON: {"type": …, "data": …}.', metavar="JSON"),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--event-id", help="A stored event (evt_…).", metavar="EVENT_ID")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run an event through the subscription's filter and transformation: match, output, cost."""
+    body: dict[str, Any] = {"event_id": event_id} if event_id else {}
+    if event is not None:
+        body["event"] = json.loads(event)
+    path = f"/api/v1/subscriptions/{q(subscription_id)}/preview"
+    emit(api(config, "POST", path, json=body))
 
 
 @app.command("list")

@@ -19,6 +19,7 @@ PREFIXES = {
     "connection": "conn",
     "quarantine": "qtn",
     "reconciliation": "rcn",
+    "segment": "seg",
 }
 
 

@@ -120,6 +120,20 @@ class Subscription(msgspec.Struct, frozen=True):
     endpoint_id: str
     event_types: tuple[str, ...]
     created_at: float
+    filter: str | None = None  # CEL as written (domain/filters.py); none: every event matches
+    transform: str | None = None  # JSONata (domain/transforms.py); none: the event as stored
+
+
+class Segment(msgspec.Struct, frozen=True):
+    """A tenant's named CEL predicate, which its filters use as ``segment("name")``."""
+
+    id: str
+    tenant_id: str
+    name: str
+    expression: str
+    description: str
+    created_at: float
+    updated_at: float
 
 
 class Event(msgspec.Struct, frozen=True):

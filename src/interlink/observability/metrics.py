@@ -265,6 +265,17 @@ class Metrics:
             ["cluster", "error"],
             registry=r,
         )
+        # Content filters at routing (routing/filtering.py): error, cost_exceeded and invalid
+        # count as no match and never stop routing; this is where they show.
+        self.filter_evaluations = Counter(
+            "interlink_filter_evaluations",
+            "Subscription filter evaluations at routing, by outcome (match, no_match, error: "
+            "a missing field or type mismatch, cost_exceeded: not run, invalid: the stored "
+            "filter no longer compiles).",
+            ["outcome"],
+            registry=r,
+        )
+        self._filter_outcomes: dict[str, Any] = {}
         self._requests: dict[tuple[str, str], Any] = {}
         self._rejections: dict[tuple[str, str], Any] = {}
         self._attempts: dict[tuple[str, str], Any] = {}
@@ -276,6 +287,12 @@ class Metrics:
             prometheus_client.ProcessCollector(registry=r)
 
     # the hot path --------------------------------------------------------------------------
+
+    def filter_evaluated(self, outcome: str, n: int = 1) -> None:
+        child = self._filter_outcomes.get(outcome)
+        if child is None:
+            child = self._filter_outcomes[outcome] = self.filter_evaluations.labels(outcome)
+        child.inc(n)
 
     def stream_opened(self, transport: str) -> None:
         self.stream_connections.labels(transport).inc()

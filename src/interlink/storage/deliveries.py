@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -53,6 +53,7 @@ from interlink.storage.tables import (
     endpoint_lanes,
     endpoints,
     events,
+    subscriptions,
 )
 
 # Statuses that can head an ordered key (dead only holds it with on_head_dead = wait).
@@ -441,9 +442,13 @@ class Deliveries:
                     events.c.occurred_at,
                     endpoints.c.kind,
                     endpoints.c.kafka,
+                    subscriptions.c.transform,
+                    events.c.source_id,
+                    events.c.headers,
                 )
                 .join(events, events.c.id == deliveries.c.event_id)
                 .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+                .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                 .where(deliveries.c.id.in_(ids))
             )
             return [
@@ -467,6 +472,9 @@ class Deliveries:
                     occurred_at=r.occurred_at,
                     kind=EndpointKind(r.kind),
                     kafka=kafka_target(r.kafka),
+                    transform=r.transform,
+                    source_id=r.source_id,
+                    headers=None if r.transform is None else dict(r.headers),
                 )
                 for r in rows
             ]
@@ -712,15 +720,20 @@ class Deliveries:
         event_seq: int,
         endpoint_ids: Sequence[str],
         key: str | None = None,
+        routed_by: Mapping[str, str] | None = None,
     ) -> int:
         """Sends an event again to these endpoints: existing deliveries are redriven in place
-        (same ``webhook-id``), missing ones created (with the event's ordering ``key``).
+        (same ``webhook-id``), missing ones created (with the event's ordering ``key``, and
+        the subscription ``routed_by`` names for the endpoint, whose transformation applies).
         Returns how many were queued."""
+        if not endpoint_ids:
+            return 0  # a filter took every subscription out
         now = time.time()
+        by = routed_by or {}
         async with self.db.write() as conn:
             fresh = [
-                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, endpoint_id, key)
-                for endpoint_id in endpoint_ids
+                NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, e, key, by.get(e))
+                for e in endpoint_ids
             ]
             await conn.execute(self._insert, delivery_rows(fresh, now))
             result = await conn.execute(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.models import Event
 from interlink.storage.database import Database
 from interlink.storage.pagination import Page, fetch_page
-from interlink.storage.ports import LOG_CHANNEL, Appended, LogEntry
+from interlink.storage.ports import LOG_CHANNEL, Appended, EventContent, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.tables import cursors, events, idempotency_keys
 
@@ -180,6 +180,20 @@ class EventLog:
             return [
                 LogEntry(r.seq, r.id, r.tenant_id, r.type, r.key) for r in await conn.execute(query)
             ]
+
+    async def contents(self, entries: Sequence[LogEntry]) -> dict[str, EventContent]:
+        if not entries:
+            return {}
+        # By seq, which every partition indexes: an id alone would probe each partition.
+        seqs = [e.seq for e in entries]
+        query = sa.select(
+            events.c.id, events.c.source_id, events.c.data, events.c.headers, events.c.occurred_at
+        ).where(events.c.seq.in_(seqs), events.c.seq.between(min(seqs), max(seqs)))
+        async with self.db.read() as conn:
+            return {
+                r.id: EventContent(r.source_id, bytes(r.data), dict(r.headers), r.occurred_at)
+                for r in await conn.execute(query)
+            }
 
     async def position(self, name: str) -> int:
         async with self.db.read() as conn:

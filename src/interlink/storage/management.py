@@ -101,6 +101,8 @@ def _subscription(row: Any) -> Subscription:
         endpoint_id=row.endpoint_id,
         event_types=tuple(row.event_types),
         created_at=row.created_at,
+        filter=row.filter,
+        transform=row.transform,
     )
 
 
@@ -443,14 +445,22 @@ class Management:
     # subscriptions -----------------------------------------------------------------------------
 
     async def create_subscription(
-        self, tenant_id: str, endpoint_id: str, event_types: Sequence[str]
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        event_types: Sequence[str],
+        filter: str | None = None,
+        transform: str | None = None,
     ) -> Subscription:
+        """``filter`` and ``transform`` as already checked (api/filters.py)."""
         subscription = Subscription(
             id=new_id("subscription"),
             tenant_id=tenant_id,
             endpoint_id=endpoint_id,
             event_types=tuple(event_types),
             created_at=time.time(),
+            filter=filter,
+            transform=transform,
         )
         async with self.db.write() as conn:
             await conn.execute(
@@ -460,6 +470,8 @@ class Management:
                     endpoint_id=endpoint_id,
                     event_types=list(event_types),
                     created_at=subscription.created_at,
+                    filter=filter,
+                    transform=transform,
                 )
             )
         self.routing_version += 1
@@ -498,6 +510,25 @@ class Management:
         )
         async with self.db.read() as conn:
             return [_subscription(r) for r in await conn.execute(query)]
+
+    async def update_subscription(
+        self, tenant_id: str, subscription_id: str, changes: Mapping[str, object]
+    ) -> Subscription | None:
+        """Sets ``filter`` / ``transform`` (None clears one); the subscription, or None."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                subscriptions.update()
+                .where(
+                    subscriptions.c.id == subscription_id,
+                    subscriptions.c.tenant_id == tenant_id,
+                    subscriptions.c.deleted_at.is_(None),
+                )
+                .values(**changes)
+            )
+        self.routing_version += 1
+        if not result.rowcount:
+            return None
+        return await self.get_subscription(tenant_id, subscription_id)
 
     async def delete_subscription(self, tenant_id: str, subscription_id: str) -> bool:
         return await self._soft_delete(subscriptions, tenant_id, subscription_id)

@@ -38,6 +38,15 @@ class LogEntry(msgspec.Struct, frozen=True):
     key: str | None = None
 
 
+class EventContent(msgspec.Struct, frozen=True):
+    """What content filters read of an event beyond its LogEntry (routing/filtering.py)."""
+
+    source_id: str
+    data: bytes  # JSON
+    headers: dict[str, str]
+    occurred_at: float | None
+
+
 class NewDelivery(msgspec.Struct, frozen=True):
     id: str
     tenant_id: str
@@ -45,6 +54,7 @@ class NewDelivery(msgspec.Struct, frozen=True):
     event_seq: int
     endpoint_id: str
     key: str | None = None  # the event's ordering key
+    subscription_id: str | None = None  # the one that routed it (its transformation applies)
 
 
 class Claimed(msgspec.Struct, frozen=True):
@@ -70,6 +80,9 @@ class Claimed(msgspec.Struct, frozen=True):
     # Which destination sends it (delivery/destinations.py), and a Kafka endpoint's target.
     kind: EndpointKind = EndpointKind.PUSH
     kafka: KafkaTarget | None = None
+    transform: str | None = None  # the routing subscription's JSONata (domain/transforms.py)
+    source_id: str | None = None  # for a transformation's $event
+    headers: dict[str, str] | None = None  # for a transformation's $event
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -104,6 +117,10 @@ class LogWriter(Protocol):
         ...
 
     async def read_after(self, position: int, limit: int) -> list[LogEntry]: ...
+
+    async def contents(self, entries: Sequence[LogEntry]) -> dict[str, EventContent]:
+        """These events' data, headers, source and time, by event id (for content filters)."""
+        ...
 
     async def position(self, name: str) -> int: ...
 

@@ -42,6 +42,7 @@ def delivery_rows(batch: Sequence[NewDelivery], now: float) -> list[dict[str, An
             "event_seq": d.event_seq,
             "endpoint_id": d.endpoint_id,
             "key": d.key,
+            "subscription_id": d.subscription_id,
             "status": DeliveryStatus.PENDING.value,
             "attempt_count": 0,
             "next_attempt_at": now,

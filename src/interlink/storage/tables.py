@@ -107,7 +107,23 @@ subscriptions = sa.Table(
     sa.Column("event_types", sa.JSON, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("deleted_at", Time),
+    sa.Column("filter", sa.Text),  # CEL as written, segments unexpanded (domain/filters.py)
+    sa.Column("transform", sa.Text),  # JSONata (domain/transforms.py)
     sa.Index("ix_subscriptions_tenant", "tenant_id", "id"),
+)
+
+# Named CEL predicates a tenant's filters refer to as segment("name") (migration 0019).
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("expression", sa.Text, nullable=False),
+    sa.Column("description", sa.String(500), nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_segments_tenant_name"),
 )
 
 events = sa.Table(
@@ -174,6 +190,8 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.String(500)),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # The subscription that routed it: its transformation shapes what is sent (0019).
+    sa.Column("subscription_id", sa.String(40)),
     sa.UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
     sa.Index(
         "ix_deliveries_due_active",

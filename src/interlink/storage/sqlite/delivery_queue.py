@@ -39,9 +39,10 @@ _DUE = ", ".join(f"'{s}'" for s in DUE_STATUSES)
 
 _INSERT = (
     "INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, status,"
-    " attempt_count, next_attempt_at, created_at, updated_at) VALUES (:id, :tenant_id, :event_id,"
-    " :event_seq, :endpoint_id, :key, :status, :attempt_count, :next_attempt_at, :created_at,"
-    " :updated_at) ON CONFLICT (event_id, endpoint_id) DO NOTHING"
+    " attempt_count, next_attempt_at, created_at, updated_at, subscription_id) VALUES (:id,"
+    " :tenant_id, :event_id, :event_seq, :endpoint_id, :key, :status, :attempt_count,"
+    " :next_attempt_at, :created_at, :updated_at, :subscription_id)"
+    " ON CONFLICT (event_id, endpoint_id) DO NOTHING"
 )
 _CURSOR = (
     "INSERT INTO cursors (name, position) VALUES (?, ?)"
@@ -102,9 +103,10 @@ _SAVE_LANE = (
 _CLAIMED = (
     "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.attempt_count, ev.type, ev.data,"
     " ev.received_at, e.url, e.secret, e.timeout_seconds, e.retry_schedule, ev.trace_context,"
-    " ev.key, ev.occurred_at, e.kind, e.kafka"
+    " ev.key, ev.occurred_at, e.kind, e.kafka, s.transform, ev.source_id, ev.headers"
     " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
-    " JOIN events ev ON ev.id = d.event_id WHERE d.id IN ({})"
+    " JOIN events ev ON ev.id = d.event_id"
+    " LEFT JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id IN ({})"
 )
 _LEASE = (
     "UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?, lease_until = ?,"
@@ -148,6 +150,13 @@ _RESTART_LANE = (
     "UPDATE endpoint_lanes SET state = :b_state, updated_at = :b_at WHERE endpoint_id = :b_id"
 )
 _schedule = msgspec.json.Decoder(tuple[float, ...])
+
+
+def _headers(transform: str | None, stored: str | None) -> dict[str, str] | None:
+    # Decoded only for a transformation ($event.headers): a plain delivery never needs them.
+    if transform is None or stored is None:
+        return None
+    return msgspec.json.decode(stored, type=dict[str, str])
 
 
 def _marks(n: int) -> str:
@@ -236,6 +245,9 @@ class SqliteDeliveryQueue:
                     occurred_at=r[14],
                     kind=EndpointKind(r[15]),
                     kafka=kafka_target(r[16]),
+                    transform=r[17],
+                    source_id=r[18],
+                    headers=_headers(r[17], r[19]),
                 )
                 for r in rows
             ]

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from interlink.domain.models import Event
-from interlink.storage.ports import Appended, LogEntry
+from interlink.storage.ports import Appended, EventContent, LogEntry
 from interlink.storage.rows import event_row
 from interlink.storage.sqlite.driver import SqliteDriver
 
@@ -22,6 +22,10 @@ INSERT_EVENT = (
     " :schema_version)"
     " ON CONFLICT (source_id, idempotency_key) DO NOTHING"
 )
+_COLUMNS = "SELECT id, source_id, data, headers, occurred_at, seq FROM events"
+_CONTENTS = _COLUMNS + " WHERE seq IN ({})"  # at most a router batch (1,000) of them
+_CONTENTS_RANGE = _COLUMNS + " WHERE seq BETWEEN ? AND ?"
+
 _FIRST = "SELECT id FROM events WHERE source_id = ? AND idempotency_key = ?"
 
 
@@ -58,6 +62,26 @@ class SqliteLogWriter:
         )
         rows = await self._driver.read(lambda c: c.execute(query, (position, limit)).fetchall())
         return [LogEntry(*r) for r in rows]
+
+    async def contents(self, entries: Sequence[LogEntry]) -> dict[str, EventContent]:
+        if not entries:
+            return {}
+        wanted = {e.seq for e in entries}
+        lo, hi = min(wanted), max(wanted)
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            # By rowid (seq): one range when most of it is wanted, else each by itself.
+            if len(wanted) * 4 >= hi - lo + 1:
+                return conn.execute(_CONTENTS_RANGE, (lo, hi)).fetchall()
+            marks = ", ".join("?" * len(wanted))
+            return conn.execute(_CONTENTS.format(marks), sorted(wanted)).fetchall()
+
+        out: dict[str, EventContent] = {}
+        for r in await self._driver.read(read):
+            if r[5] in wanted:
+                headers = msgspec.json.decode(r[3], type=dict[str, str]) if r[3] else {}
+                out[r[0]] = EventContent(r[1], bytes(r[2]), headers, r[4])
+        return out
 
     async def position(self, name: str) -> int:
         query = "SELECT position FROM cursors WHERE name = ?"
