@@ -78,6 +78,8 @@ def consumer_of(args: argparse.Namespace) -> Consumer:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # httpx logs every request at INFO: a line per ack would cost more than the ack
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = consumer_of(_parser().parse_args(argv))
     try:
         asyncio.run(app.run())
