@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 from tests.integration import test_storage_ports
 from tests.integration.test_storage_ports import Stores, endpoint, routed
 
@@ -177,3 +178,19 @@ async def test_a_pull_backlog_is_not_in_the_push_claims_way(stores: Stores) -> N
     assert await stores.deliveries.replay(t.id, event.id, 1, [pull]) == 1
     assert await stores.queue.claim_due(now + 1, 10, 30) == []
     assert await stores.queue.claimable([pull], now + 1) == {pull}
+
+
+async def test_an_extended_lease_is_the_only_one_that_settles(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, kind=PULL)
+    (delivery,) = await routed(stores, t.id, ep, [None])
+    now = time.time() + 1
+    (c,) = await stores.queue.claim_due(now, 10, lease_seconds=5, endpoint_id=ep)
+    later = c.lease_until + 60
+    assert await stores.queue.extend_lease(delivery, c.lease_until, later)
+    assert not await stores.queue.extend_lease(delivery, c.lease_until, later + 1)  # old lease
+    assert await stores.queue.claim_due(now + 10, 10, 30, ep) == []  # past the first lease
+    assert not await stores.queue.settle_held(answered(c, Answer(True), now), now)
+    extended = msgspec.structs.replace(c, lease_until=later)
+    assert await stores.queue.settle_held(answered(extended, Answer(True), now), now)
+    assert not await stores.queue.extend_lease(delivery, later, later + 1)  # settled

@@ -155,3 +155,39 @@ async def test_an_unknown_endpoint_is_raised_not_retried(harness: Harness) -> No
     app = consumer_for(harness, key, "ep_missing")
     with pytest.raises(NotFound):
         await asyncio.wait_for(app.run(signals=False), 10)
+
+
+async def test_a_handler_slower_than_its_lease_keeps_its_message(harness: Harness) -> None:
+    key = await harness.tenant()
+    ep = await pull_endpoint(harness, key, ["*"])
+    await publish(harness, key, [{"type": "t", "data": {}}])
+    slow = consumer_for(harness, key, ep, lease_seconds=1)
+    other = consumer_for(harness, key, ep)
+    handlings: list[str] = []
+
+    @slow.handler()
+    async def takes_long(m: Message) -> None:
+        handlings.append("slow")
+        await asyncio.sleep(2.5)  # 2.5 leases: extended each half lease
+
+    @other.handler()
+    async def would_take_it(m: Message) -> None:
+        handlings.append("other")
+
+    slow_run = asyncio.create_task(slow.run(signals=False))
+    while not handlings:
+        await asyncio.sleep(0.02)
+    other_run = asyncio.create_task(other.run(signals=False))  # would claim a lapsed lease
+    try:
+        for _ in range(200):
+            if slow.stats.handled == 1:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        slow.stop()
+        await asyncio.wait_for(slow_run, 10)
+        other.stop()
+        await asyncio.wait_for(other_run, 10)
+    assert handlings == ["slow"] and slow.stats.lease_lost == 0
+    r = await harness.get(key, "/api/v1/deliveries", endpoint_id=ep)
+    assert [d["status"] for d in r.json()["data"]] == ["succeeded"]

@@ -576,6 +576,20 @@ class Deliveries:
             .values(next_attempt_at=now + sa.func.random() * window)
         )
 
+    async def extend_lease(self, delivery_id: str, lease_until: float, extended: float) -> bool:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
+                    deliveries.c.lease_until == lease_until,
+                )
+                # the lease's end is when the delivery is due again (see the module's docstring)
+                .values(lease_until=extended, next_attempt_at=extended)
+            )
+        return bool(result.rowcount == 1)
+
     async def release_all_leases(self, now: float) -> int:
         """At start-up of the only process on the database: what it held is due now, and so
         is what its lanes deferred, their pacing started afresh (storage/lanes.py)."""

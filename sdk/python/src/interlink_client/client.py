@@ -25,6 +25,7 @@ from interlink_client.models import (
     EndpointCreated,
     Event,
     EventToPublish,
+    LeaseExtension,
     Message,
     Nack,
     NewEndpoint,
@@ -264,3 +265,11 @@ class AsyncInterlink:
         ``retry_after_seconds``); dead after the last attempt."""
         body = Nack(lease_id=message.lease_id, error=error, retry_after_seconds=retry_after_seconds)
         return await self.call(ops.NACK, {"delivery_id": message.delivery_id}, body=body)
+
+    async def extend_lease(self, message: Message, lease_seconds: float) -> Message:
+        """The message's lease, ending ``lease_seconds`` from now instead; the message now
+        carries the new ``lease_id`` (answer under it). :class:`Conflict` when it is lost."""
+        body = LeaseExtension(lease_id=message.lease_id, lease_seconds=lease_seconds)
+        lease = await self.call(ops.EXTEND_LEASE, {"delivery_id": message.delivery_id}, body=body)
+        message.lease_id, message.lease_expires_at = lease.lease_id, lease.lease_expires_at
+        return message

@@ -129,6 +129,12 @@ class Message(_Out):
     received_at: str | None
 
 
+class Lease(_Out):
+    schema_name: ClassVar[str] = "LeaseOut"
+    lease_id: str
+    lease_expires_at: str | None
+
+
 class Claims(_Out):
     schema_name: ClassVar[str] = "ClaimsOut"
     data: list[Message]  # empty when none came within wait_seconds
@@ -199,3 +205,8 @@ class Nack(_In):
     lease_id: str
     error: str | None = None
     retry_after_seconds: float | None = None  # none: the endpoint's retry schedule
+
+
+class LeaseExtension(_In):
+    lease_id: str
+    lease_seconds: float | None = None

@@ -21,6 +21,8 @@ from interlink_client.models import (
     EndpointCreated,
     Event,
     EventToPublish,
+    Lease,
+    LeaseExtension,
     Nack,
     NewEndpoint,
     NewSource,
@@ -109,6 +111,9 @@ RETRY_DELIVERY = Operation[Delivery](
 
 CLAIM = Operation[Claims]("POST", "/api/v1/endpoints/{endpoint_id}/claims", 200, Claims, Claim)
 ACK = Operation[Delivery]("POST", "/api/v1/deliveries/{delivery_id}/ack", 200, Delivery, Ack)
+EXTEND_LEASE = Operation[Lease](
+    "POST", "/api/v1/deliveries/{delivery_id}/lease", 200, Lease, LeaseExtension
+)
 NACK = Operation[Delivery]("POST", "/api/v1/deliveries/{delivery_id}/nack", 200, Delivery, Nack)
 
 OPERATIONS: tuple[Operation[Any], ...] = (
@@ -135,4 +140,5 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     CLAIM,
     ACK,
     NACK,
+    EXTEND_LEASE,
 )

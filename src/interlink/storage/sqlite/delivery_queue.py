@@ -99,6 +99,10 @@ _LEASE = (
     "UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?, lease_until = ?,"
     " updated_at = ? WHERE id = ?"
 )
+_EXTEND = (
+    "UPDATE deliveries SET lease_until = ?, next_attempt_at = ?"
+    " WHERE id = ? AND status = 'in_flight' AND lease_until = ?"
+)
 _DEFER = (
     f"UPDATE deliveries SET next_attempt_at = ?, status = {UNLEASED_STATUS}, lease_until = NULL"
     " WHERE id = ?"
@@ -285,6 +289,13 @@ class SqliteDeliveryQueue:
             if waiting:
                 conn.execute(_DRAIN, (now, r.window(waiting), r.endpoint_id, now))
         return notices
+
+    async def extend_lease(self, delivery_id: str, lease_until: float, extended: float) -> bool:
+        def extend(conn: sqlite3.Connection) -> bool:
+            args = (extended, extended, delivery_id, lease_until)
+            return bool(conn.execute(_EXTEND, args).rowcount == 1)
+
+        return await self._driver.write(extend)
 
     async def release_all_leases(self, now: float) -> int:
         def release(conn: sqlite3.Connection) -> int:

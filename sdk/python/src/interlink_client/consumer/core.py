@@ -117,7 +117,9 @@ class Consumer:
     ``concurrency`` messages are handled at once at most (claims ask for no more than the free
     slots); ``lease_seconds`` is how long a handler has before the message may go to another
     consumer; ``retry_after_seconds`` the least delay of a failed message's next try (None: the
-    endpoint's retry schedule); ``shutdown_seconds`` how long running handlers get at a stop.
+    endpoint's retry schedule); ``shutdown_seconds`` how long running handlers get at a stop;
+    ``extend_leases``: a running handler's lease is extended each half lease, so a handler may
+    take longer than ``lease_seconds`` while its process lives.
     ``base_url``, ``api_key`` and ``endpoint_id`` left out are read when it runs from
     ``INTERLINK_API_URL``, ``INTERLINK_API_KEY`` and ``INTERLINK_ENDPOINT_ID``."""
 
@@ -132,6 +134,7 @@ class Consumer:
         wait_seconds: float = 20.0,
         retry_after_seconds: float | None = None,
         shutdown_seconds: float = 10.0,
+        extend_leases: bool = True,
         hooks: Hooks | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -143,6 +146,7 @@ class Consumer:
         self.wait_seconds = wait_seconds
         self.retry_after_seconds = retry_after_seconds
         self.shutdown_seconds = shutdown_seconds
+        self.extend_leases = extend_leases
         self.hooks = hooks or Hooks()
         self.stats = Stats()
         self._transport = transport
@@ -285,21 +289,50 @@ class Consumer:
             await self._answer(client, message, None)
             return
         started = time.monotonic()
+        handled = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(client, message, handled))
+        failure: Exception | None = None
         try:
             if inspect.iscoroutinefunction(fn):
                 await fn(message)
             else:
                 await asyncio.to_thread(fn, message)
         except Exception as exc:  # the handler's failure is the message's, not the loop's
-            seconds = time.monotonic() - started
-            self.stats.failed += 1
-            self.hooks.failed(message, exc, seconds)
-            after = exc.after if isinstance(exc, Retry) else self.retry_after_seconds
-            await self._answer(client, message, (_error_text(exc), after))
+            failure = exc
+        finally:
+            # An extension under way finishes first: the answer needs the lease it gives.
+            handled.set()
+            await keeper
+        seconds = time.monotonic() - started
+        if failure is None:
+            self.stats.handled += 1
+            self.hooks.handled(message, seconds)
+            await self._answer(client, message, None)
             return
-        self.stats.handled += 1
-        self.hooks.handled(message, time.monotonic() - started)
-        await self._answer(client, message, None)
+        self.stats.failed += 1
+        self.hooks.failed(message, failure, seconds)
+        after = failure.after if isinstance(failure, Retry) else self.retry_after_seconds
+        await self._answer(client, message, (_error_text(failure), after))
+
+    async def _keep_lease(
+        self, client: AsyncInterlink, message: Message, handled: asyncio.Event
+    ) -> None:
+        """Until the handler is done: the lease extended by ``lease_seconds`` each half of it,
+        so a slow handler keeps its message (``extend_leases``); a failed extension is tried
+        again at the next turn, a lost lease ends it (the late answer will say so)."""
+        if not self.extend_leases:
+            return
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handled.wait(), self.lease_seconds / 2)
+            if handled.is_set():
+                return
+            try:
+                await client.extend_lease(message, self.lease_seconds)
+            except (Conflict, NotFound):
+                return
+            except InterlinkError as exc:
+                log.warning("lease of %s not extended: %s", message.delivery_id, exc)
 
     async def _release(self, client: AsyncInterlink, message: Message) -> None:
         self.stats.released += 1
