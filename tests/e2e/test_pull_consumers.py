@@ -120,6 +120,8 @@ class Consumers:
         )
 
 
+# The full size runs past the suite's 10 minutes per test (PostgreSQL: about 12).
+@pytest.mark.timeout(int(300 + max(EVENTS.values()) / 10))
 async def test_three_consumers_one_killed_every_2s_handle_every_event_in_key_order(
     http: aiohttp.ClientSession,
     process: InterlinkProcess,
