@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-pull clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -72,6 +72,9 @@ bench-publish: $(BENCH_STAMP)  ## publish API events/s against Celery task publi
 
 bench-outbox: $(BENCH_STAMP)  ## outbox relay events/s against a Celery relay (under a minute)
 	$(BIN)/python -m bench.outbox
+
+bench-pull: $(BENCH_STAMP)  ## pull consumers events/s against a Celery worker (about 3 minutes)
+	$(BIN)/python -m bench.pull
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache
