@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka bench-filters clean
+.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka bench-filters bench-pull clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -80,6 +80,9 @@ bench-outbox: $(BENCH_STAMP)  ## outbox relay events/s against a Celery relay (u
 bench-kafka: $(BENCH_STAMP)  ## Kafka endpoint deliveries/s against HTTP (a few minutes; needs scripts/kafka.sh)
 	bash scripts/kafka.sh install start
 	INTERLINK_TEST_KAFKA_BOOTSTRAP=$$(bash scripts/kafka.sh bootstrap) $(BIN)/python -m bench.kafka
+
+bench-pull: $(BENCH_STAMP)  ## pull consumers events/s against a Celery worker (about 3 minutes)
+	$(BIN)/python -m bench.pull
 
 clean:
 	rm -rf $(VENV) .interlink .mypy_cache .ruff_cache .pytest_cache

@@ -1,9 +1,13 @@
-"""A pull consumer as a plain process (the SDK is not written yet): claims from one endpoint
-with a long poll, handles each delivery in claim order, fails 10 % of them at random (a nack),
-and records every handling as a JSON line before acking it, so a SIGKILL between the two shows
-as a second handling of the same delivery.
+"""The consumer of the pull e2e test, run by the SDK's entry point as a service would be:
 
-    python pull_consumer.py BASE_URL API_KEY ENDPOINT_ID OUT_FILE SEED
+    INTERLINK_API_URL=… INTERLINK_API_KEY=… INTERLINK_ENDPOINT_ID=… \
+    CONSUMER_OUT=handled.jsonl CONSUMER_SEED=1 \
+    python -m interlink_client.consumer.cli pull_consumer:app   (from this directory)
+
+Its handler fails 10 % of the deliveries at random (raises: the Consumer nacks) and records
+every handling as a JSON line before it returns (the Consumer then acks), so a SIGKILL between
+the two shows as a second handling of the same delivery. An ack refused because the lease was
+lost is recorded too (the test allows it only of a process it killed).
 """
 
 from __future__ import annotations
@@ -11,52 +15,39 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
 
-import httpx
+from interlink_client import Consumer, Hooks, Message
 
 FAIL_RATE = 0.10
-LEASE_SECONDS = 4
+
+_rng = random.Random(int(os.environ.get("CONSUMER_SEED", "0")))
+_out = open(os.environ.get("CONSUMER_OUT", os.devnull), "a", buffering=1)  # noqa: SIM115
 
 
-def main() -> None:
-    base_url, key, endpoint_id, out_path, seed = sys.argv[1:6]
-    rng = random.Random(int(seed))
-    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    with open(out_path, "a", buffering=1) as out:
-        while True:
-            try:
-                r = client.post(
-                    f"/api/v1/endpoints/{endpoint_id}/claims",
-                    json={"max": 20, "lease_seconds": LEASE_SECONDS, "wait_seconds": 5},
-                )
-            except httpx.TransportError:
-                time.sleep(0.2)
-                continue
-            r.raise_for_status()
-            for c in r.json()["data"]:
-                lease = {"lease_id": c["lease_id"]}
-                path = f"/api/v1/deliveries/{c['delivery_id']}"
-                if rng.random() < FAIL_RATE:
-                    client.post(f"{path}/nack", json=lease | {"error": "handler failed"})
-                    continue
-                record = {
-                    "delivery": c["delivery_id"],
-                    "event": c["event_id"],
-                    "key": c["key"],
-                    "n": c["data"]["n"],
-                    "attempt": c["attempt"],
-                    "pid": os.getpid(),
-                    "at": time.monotonic_ns(),  # one clock for every process of the machine
-                }
-                out.write(json.dumps(record) + "\n")
-                answer = client.post(f"{path}/ack", json=lease)
-                if answer.status_code == 409:  # our lease lapsed meanwhile: said, for the test
-                    out.write(json.dumps({"lost": c["delivery_id"], "pid": os.getpid()}) + "\n")
-                else:
-                    answer.raise_for_status()
+class Failed(Exception):
+    pass
 
 
-if __name__ == "__main__":
-    main()
+class Record(Hooks):
+    def lease_lost(self, message: Message) -> None:
+        _out.write(json.dumps({"lost": message.delivery_id, "pid": os.getpid()}) + "\n")
+
+
+app = Consumer(lease_seconds=4, wait_seconds=5, hooks=Record())
+
+
+@app.handler("booking.*")
+async def handle(m: Message) -> None:
+    if _rng.random() < FAIL_RATE:
+        raise Failed("handler failed")
+    record = {
+        "delivery": m.delivery_id,
+        "event": m.event_id,
+        "key": m.key,
+        "n": m.data["n"],
+        "attempt": m.attempt,
+        "pid": os.getpid(),
+        "at": time.monotonic_ns(),  # one clock for every process of the machine
+    }
+    _out.write(json.dumps(record) + "\n")

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 DOC_URL = "http://127.0.0.1:8400"
 DOC_ENDPOINT = "https://billing.example.com/interlink"
+CONSUME = "interlink_client.consumer.cli"
 
 
 async def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -58,6 +59,7 @@ async def test_the_walk_through_runs_as_written(
 
     receiver.secret = (await python("endpoint")).strip()
     assert receiver.secret.startswith("whsec_"), receiver.secret
+    pull_endpoint = (await python("pull-endpoint")).strip()
     printed = (await python("publish")).splitlines()
     assert printed[1].startswith("422 ") and "catalog type booking.created" in printed[1]
     await python("outbox")
@@ -74,6 +76,30 @@ async def test_the_walk_through_runs_as_written(
         "b-3",
         "b-9",
     ]
+
+    # The consumer module, run as shown, gets the same four; SIGTERM stops it cleanly.
+    (tmp_path / "billing_consumer.py").write_text(services_block("consumer", "python"))
+    script = services_block("consume", "sh").replace("ep_...", pull_endpoint)
+    if not (Path(sys.executable).parent / "interlink-consume").exists():
+        # a .venv installed before the SDK had the script: the same entry point
+        script = script.replace(".venv/bin/interlink-consume", f"{sys.executable} -m {CONSUME}")
+    # exec: the SIGTERM is the consumer's, not the shell's
+    consumer = await asyncio.create_subprocess_exec(
+        "bash", "-c", "exec env " + script, cwd=tmp_path, env=env, stdout=subprocess.PIPE
+    )
+    assert consumer.stdout is not None
+    try:
+        lines = [
+            (await asyncio.wait_for(consumer.stdout.readline(), 30)).decode() for _ in range(4)
+        ]
+    finally:
+        consumer.terminate()
+        code = await asyncio.wait_for(consumer.wait(), 15)
+    assert code == 0
+    assert sorted(line.split()[2] for line in lines) == ["b-1", "b-2", "b-3", "b-9"]
+    assert all(line.startswith("booking.confirmed ") for line in lines)
+    consumed = await api.deliveries(tenant, endpoint_id=pull_endpoint)
+    assert sorted(d["status"] for d in consumed) == ["succeeded"] * 4
 
 
 async def test_the_ddl_shown_is_what_the_command_prints(tmp_path: Path) -> None:

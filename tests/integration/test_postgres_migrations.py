@@ -104,12 +104,17 @@ async def test_the_schema_has_the_types_the_code_relies_on(postgres_database: st
     assert seq_default.startswith("nextval(")
 
     (index,) = await _fetch(
-        url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_due_active'"
+        url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_due_push'"
     )
     assert "(next_attempt_at)" in index["indexdef"] and "WHERE" in index["indexdef"]
-    for status in ("pending", "scheduled", "in_flight"):
+    for status in ("pending", "scheduled", "in_flight", "'push'"):
         assert status in index["indexdef"]
-    assert not await _fetch(url, "SELECT 1 FROM pg_indexes WHERE indexname = 'ix_deliveries_due'")
+    (pull,) = await _fetch(
+        url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_due_pull'"
+    )
+    assert "(endpoint_id, next_attempt_at)" in pull["indexdef"] and "'pull'" in pull["indexdef"]
+    for gone in ("ix_deliveries_due", "ix_deliveries_due_active", "ix_deliveries_key_head_all"):
+        assert not await _fetch(url, "SELECT 1 FROM pg_indexes WHERE indexname = $1", gone)
 
 
 async def test_the_app_role_reads_and_writes_but_owns_nothing(postgres_database: str) -> None:

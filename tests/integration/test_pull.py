@@ -231,3 +231,30 @@ async def test_many_waiters_cost_one_query_an_interval_and_stop_at_shutdown(
     harness.system.stopping()
     answers = await asyncio.wait_for(asyncio.gather(*polls), 5)
     assert answers == [[]] * 20 and time.monotonic() - started < 2
+
+
+async def test_a_lease_is_extended_under_its_lease_id_only(harness: Harness) -> None:
+    key = await harness.tenant()
+    ep = await pull_endpoint(harness, key, ["booking.*"])
+    await publish(harness, key, [{"type": "booking.confirmed", "data": {}}])
+    (c,) = await claimed(harness, key, ep, wait_seconds=5, lease_seconds=1)
+    path = f"/api/v1/deliveries/{c['delivery_id']}/lease"
+    r = await harness.client.post(
+        path, json={"lease_id": c["lease_id"], "lease_seconds": 60}, headers=harness.auth(key)
+    )
+    assert r.status_code == 200, r.text
+    extended = r.json()
+    assert extended["lease_id"] != c["lease_id"] and extended["lease_expires_at"]
+    await asyncio.sleep(1.5)  # past the first lease: still ours
+    assert await claimed(harness, key, ep) == []
+    stale = {"lease_id": c["lease_id"]}
+    refused = await harness.client.post(path, json=stale, headers=harness.auth(key))
+    assert refused.status_code == 409, refused.text
+    assert (await answer(harness, key, "ack", c)).status_code == 409  # the old lease: nothing
+    acked = await answer(harness, key, "ack", c | {"lease_id": extended["lease_id"]})
+    assert acked.status_code == 200 and acked.json()["status"] == "succeeded"
+    other = await harness.tenant("other")
+    missing = await harness.client.post(
+        path, json={"lease_id": extended["lease_id"]}, headers=harness.auth(other)
+    )
+    assert missing.status_code == 404

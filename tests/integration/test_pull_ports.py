@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 from tests.integration import test_storage_ports
 from tests.integration.test_storage_ports import Stores, endpoint, routed
 
 from interlink.domain.circuit_breaker import BreakerPolicy
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.models import EndpointKind
-from interlink.domain.ordering import Ordering
+from interlink.domain.ordering import OnHeadDead, Ordering
 from interlink.domain.pull import Answer, settle_answer
 from interlink.domain.retry import RetryPolicy
 from interlink.storage.ports import Claimed, Settled
@@ -119,3 +120,77 @@ async def test_concurrent_consumers_never_hold_the_same_delivery(stores: Stores)
     assert len(claimed) == len(set(claimed))
     rest = [c.delivery_id for c in await stores.queue.claim_due(now, 100, 30, ep)]
     assert sorted(claimed + rest) == sorted(ids)
+
+
+async def test_an_ordered_pull_claim_finds_heads_by_key_whatever_the_backlog(
+    stores: Stores,
+) -> None:
+    # Keys with deep backlogs, keyless deliveries between them, a dead head that holds its key
+    # (wait) or not (skip), and a scheduled head: only due heads and due keyless ones come.
+    t, _ = await stores.management.create_tenant("t")
+    policy = RetryPolicy(schedule=(0,), jitter=0)
+    for on_head_dead in (OnHeadDead.WAIT, OnHeadDead.SKIP):
+        ep = await endpoint(
+            stores,
+            t.id,
+            kind=PULL,
+            ordering=Ordering.ORDERED,
+            on_head_dead=on_head_dead,
+            retry=policy,
+            concurrency=100,
+            breaker=BreakerPolicy(min_attempts=100),
+        )
+        keys: list[str | None] = ["a", "b", None, "c"] * 30
+        ids = await routed(stores, t.id, ep, keys, name=f"{on_head_dead}-")
+        now = time.time() + 1
+        first = await stores.queue.claim_due(now, 100, 30, ep)
+        keyless = {d for d, k in zip(ids, keys, strict=True) if k is None}
+        heads = {ids[0], ids[1], ids[3]}
+        assert {c.delivery_id for c in first} == heads | keyless
+        # a's head dies (one attempt), b's stays in flight, c's and the keyless are acked
+        by_id = {c.delivery_id: c for c in first}
+        dead = answered(by_id[ids[0]], Answer(False, "no"), now)
+        assert await stores.queue.settle_held(dead, now)
+        assert await stores.queue.settle_held(answered(by_id[ids[3]], Answer(True), now), now)
+        for d in keyless:
+            assert await stores.queue.settle_held(answered(by_id[d], Answer(True), now), now)
+        second = {c.delivery_id for c in await stores.queue.claim_due(now, 100, 30, ep)}
+        next_c = ids[7]  # c's second delivery
+        if on_head_dead is OnHeadDead.WAIT:
+            assert second == {next_c}  # a waits behind its dead head; b's head is in flight
+        else:
+            assert second == {next_c, ids[4]}  # a's next is its head now
+        assert await stores.queue.claimable([ep], now) == set()
+
+
+async def test_a_pull_backlog_is_not_in_the_push_claims_way(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    pull = await endpoint(stores, t.id, kind=PULL, ordering=Ordering.ORDERED)
+    push = await endpoint(stores, t.id)
+    await routed(stores, t.id, pull, [f"k{i % 7}" for i in range(200)], name="pull-")
+    (to_push,) = await routed(stores, t.id, push, [None], name="push-")
+    now = time.time() + 1
+    (sent,) = await stores.queue.claim_due(now, 1, 30)  # the oldest due is a pull delivery
+    assert sent.delivery_id == to_push
+    # A replay to a pull endpoint makes a pull delivery too: a consumer's, not the dispatcher's.
+    event = await stores.events.get(t.id, sent.event_id)
+    assert event is not None
+    assert await stores.deliveries.replay(t.id, event.id, 1, [pull]) == 1
+    assert await stores.queue.claim_due(now + 1, 10, 30) == []
+    assert await stores.queue.claimable([pull], now + 1) == {pull}
+
+
+async def test_an_extended_lease_is_the_only_one_that_settles(stores: Stores) -> None:
+    t, _ = await stores.management.create_tenant("t")
+    ep = await endpoint(stores, t.id, kind=PULL)
+    (delivery,) = await routed(stores, t.id, ep, [None])
+    now = time.time() + 1
+    (c,) = await stores.queue.claim_due(now, 10, lease_seconds=5, endpoint_id=ep)
+    later = c.lease_until + 60
+    assert await stores.queue.extend_lease(delivery, c.lease_until, later)
+    assert not await stores.queue.extend_lease(delivery, c.lease_until, later + 1)  # old lease
+    assert await stores.queue.claim_due(now + 10, 10, 30, ep) == []  # past the first lease
+    assert not await stores.queue.settle_held(answered(c, Answer(True), now), now)
+    extended = msgspec.structs.replace(c, lease_until=later)
+    assert await stores.queue.settle_held(answered(extended, Answer(True), now), now)
+    assert not await stores.queue.extend_lease(delivery, later, later + 1)  # settled

@@ -58,10 +58,11 @@ INSERT INTO events (id, tenant_id, source_id, idempotency_key, type, key, receiv
   FROM generate_series(1, $1) i;
 INSERT INTO idempotency_keys (source_id, idempotency_key, event_id, tenant_id, received_at)
   SELECT source_id, idempotency_key, id, tenant_id, received_at FROM events;
-INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, status,
-                        attempt_count, next_attempt_at, created_at, updated_at)
+INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, endpoint_kind,
+                        status, attempt_count, next_attempt_at, created_at, updated_at)
   SELECT 'dlv_' || lpad(e.seq::text, 10, '0'), e.tenant_id, e.id, e.seq,
-         'ep_' || (1 + e.seq % 20), NULL,
+         'ep_' || (1 + e.seq % 20), CASE WHEN e.seq % 20 = 19 THEN e.key END,
+         CASE WHEN e.seq % 20 = 19 THEN 'pull' ELSE 'push' END,
          CASE WHEN e.seq % 200 = 0 THEN 'pending' WHEN e.seq % 7 = 0 THEN 'dead'
               ELSE 'succeeded' END, 1,
          CASE WHEN e.seq % 200 = 0 THEN e.received_at END, e.received_at, e.received_at
@@ -69,8 +70,9 @@ INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, st
 INSERT INTO attempts (id, tenant_id, delivery_id, number, started_at, latency_ms, outcome)
   SELECT 'att_' || d.id, d.tenant_id, d.id, 1, d.created_at, 1, 'failed' FROM deliveries d;
 INSERT INTO cursors (name, position) VALUES ('router', $1 - 100);
--- A pull endpoint with a few deliveries waiting to be claimed.
-UPDATE endpoints SET kind = 'pull' WHERE id = 'ep_20';
+-- An ordered pull endpoint (ep_20: its deliveries are of kind pull, with keys, above) with a
+-- few waiting: its claim walks its keys for heads.
+UPDATE endpoints SET kind = 'pull', ordering = 'ordered' WHERE id = 'ep_20';
 UPDATE deliveries SET status = 'pending', next_attempt_at = created_at
   WHERE endpoint_id = 'ep_20' AND event_seq % 380 = 19;
 -- Mostly resolved entries; one in fifty still open, waiting for a fetch to be retried.

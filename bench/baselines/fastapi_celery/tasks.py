@@ -104,3 +104,11 @@ def deliver(self: Any, url: str, secret: str, msg_id: str, payload: str) -> None
     if 200 <= status < 300 or status == 410:
         return
     raise self.retry(exc=DeliveryFailed(f"HTTP {status}"), countdown=backoff(self.request.retries))
+
+
+@app.task(name="consume", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def consume(payload: str) -> None:
+    """bench.pull's consumer: one event handed to a handler that only counts it."""
+    from bench.pull_handler import count
+
+    count()

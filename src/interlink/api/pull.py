@@ -88,6 +88,19 @@ class NackIn(msgspec.Struct, forbid_unknown_fields=True):
     )
 
 
+class LeaseIn(msgspec.Struct, forbid_unknown_fields=True):
+    lease_id: LeaseId
+    # the lease ends this long from now instead (a handler that needs longer)
+    lease_seconds: Annotated[float, msgspec.Meta(ge=1, le=MAX_LEASE_SECONDS)] = (
+        DEFAULT_LEASE_SECONDS
+    )
+
+
+class LeaseOut(msgspec.Struct):
+    lease_id: str  # the lease's new proof: answer (or extend again) under it, not the old one
+    lease_expires_at: str | None
+
+
 def _consumers(ctx: ApiContext) -> Consumers:
     if ctx.consumers is None:
         raise NotFoundException("this process does not serve pull consumers")
@@ -127,6 +140,25 @@ class ConsumerController(Controller):
         self, delivery_id: str, data: AckIn, principal: Principal, ctx: ApiContext
     ) -> DeliveryOut:
         return await _answer(ctx, principal, delivery_id, data.lease_id, Answer(handled=True))
+
+    @post(
+        "/deliveries/{delivery_id:str}/lease",
+        status_code=200,
+        summary="Extend a claimed delivery's lease (a slow handler): it ends lease_seconds from"
+        " now, under a new lease_id",
+    )
+    async def extend(
+        self, delivery_id: str, data: LeaseIn, principal: Principal, ctx: ApiContext
+    ) -> LeaseOut:
+        tenant_id = require_tenant(principal)
+        try:
+            extended = await _consumers(ctx).extend(
+                tenant_id, delivery_id, data.lease_id, data.lease_seconds
+            )
+        except (NotPull, LeaseLost) as exc:
+            raise ClientException(str(exc), status_code=409) from None
+        until = found(extended, "delivery", delivery_id)
+        return LeaseOut(lease_id=lease_id(until), lease_expires_at=iso(until))
 
     @post(
         "/deliveries/{delivery_id:str}/nack",

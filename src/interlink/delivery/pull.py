@@ -24,7 +24,7 @@ import structlog
 from interlink.domain.models import EndpointKind
 from interlink.domain.pull import Answer, lease_of, settle_answer
 from interlink.domain.retry import RetryPolicy
-from interlink.storage.deliveries import Deliveries
+from interlink.storage.deliveries import Deliveries, Held
 from interlink.storage.management import Management
 from interlink.storage.ports import Claimed, DeliveryQueue, Settled
 
@@ -154,12 +154,12 @@ class Consumers:
                 return claimed
             await self.waiters.wait(endpoint_id, left)
 
-    async def answer(self, tenant_id: str, delivery_id: str, lease: str, answer: Answer) -> bool:
-        """Settles the delivery as the answer says; False when the tenant has no such
-        delivery. Raises NotPull or LeaseLost, having settled nothing."""
+    async def _held(self, tenant_id: str, delivery_id: str, lease: str) -> Held | None:
+        """The delivery under this lease; None when the tenant has no such delivery. Raises
+        NotPull or LeaseLost."""
         held = await self._deliveries.held(tenant_id, delivery_id)
         if held is None:
-            return False
+            return None
         if held.kind is not EndpointKind.PULL:
             raise NotPull(
                 f"delivery '{delivery_id}' is to a push endpoint: the dispatcher settles it"
@@ -167,6 +167,27 @@ class Consumers:
         lease_until = lease_of(lease)
         if held.status != "in_flight" or lease_until is None or held.lease_until != lease_until:
             raise LeaseLost(_lost(delivery_id, held.status))
+        return held
+
+    async def extend(
+        self, tenant_id: str, delivery_id: str, lease: str, seconds: float
+    ) -> float | None:
+        """The delivery's lease, ``seconds`` from now instead (a slow handler): its new end;
+        None when the tenant has no such delivery. Raises NotPull or LeaseLost."""
+        held = await self._held(tenant_id, delivery_id, lease)
+        if held is None:
+            return None
+        extended = time.time() + seconds
+        if not await self._queue.extend_lease(delivery_id, held.claimed.lease_until, extended):
+            raise LeaseLost(_lost(delivery_id, "in_flight"))
+        return extended
+
+    async def answer(self, tenant_id: str, delivery_id: str, lease: str, answer: Answer) -> bool:
+        """Settles the delivery as the answer says; False when the tenant has no such
+        delivery. Raises NotPull or LeaseLost, having settled nothing."""
+        held = await self._held(tenant_id, delivery_id, lease)
+        if held is None:
+            return False
         now = time.time()
         # No latency: the handler's time is the consumer's, and the lane learns no pace from it.
         result, decision = settle_answer(

@@ -98,10 +98,6 @@ class Endpoint(msgspec.Struct, frozen=True):
     kafka: KafkaTarget | None = None  # where a Kafka endpoint writes (kind kafka only)
 
 
-# What the dispatcher sends (the others' deliveries wait for a consumer's claim).
-DISPATCHED_KINDS = (EndpointKind.PUSH.value, EndpointKind.KAFKA.value)
-
-
 def lane_policy(
     concurrency: int,
     rate_limit: RateLimit | None,

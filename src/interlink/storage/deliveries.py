@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interlink.domain.delivery import DeliveryStatus
 from interlink.domain.ids import new_id
 from interlink.domain.lanes import LanePolicy, LaneState, admit
-from interlink.domain.models import DISPATCHED_KINDS, EndpointKind, EndpointStatus
+from interlink.domain.models import EndpointKind, EndpointStatus
 from interlink.domain.ordering import OnHeadDead, Ordering
+from interlink.storage import pull_claims
 from interlink.storage.cursors import move_cursor
 from interlink.storage.database import Database
 from interlink.storage.event_log import take_append_turn
@@ -219,9 +220,22 @@ class Deliveries:
             # The cursor first: a second router blocks on its row, then finds it moved.
             await self._move_cursor(conn, cursor, position, previous)
             if batch:
-                await conn.execute(self._insert, delivery_rows(batch, now))
+                await conn.execute(self._insert, await self._rows(conn, batch, now))
                 if not self.db.is_sqlite:
                     await conn.execute(sa.select(sa.func.pg_notify(DELIVERIES_CHANNEL, "")))
+
+    @staticmethod
+    async def _rows(
+        conn: AsyncConnection, batch: Sequence[NewDelivery], now: float
+    ) -> list[dict[str, Any]]:
+        """The deliveries' rows, each with its endpoint's kind."""
+        ids = list({d.endpoint_id for d in batch})
+        pull = await conn.execute(
+            sa.select(endpoints.c.id).where(
+                endpoints.c.id.in_(ids), endpoints.c.kind == EndpointKind.PULL.value
+            )
+        )
+        return delivery_rows(batch, now, {r.id for r in pull})
 
     async def _move_cursor(
         self, conn: AsyncConnection, name: str, position: int, previous: int | None
@@ -230,29 +244,21 @@ class Deliveries:
 
     # dispatcher --------------------------------------------------------------------------------
 
-    def _due(self, now: float, pull: Sequence[str] | None = None) -> sa.Select[Any]:
-        """Due deliveries of active endpoints: push and Kafka endpoints' (the dispatcher's), or with
-        ``pull``, those pull endpoints' (a consumer's claim)."""
-        kind: sa.ColumnElement[bool]
-        if pull is None:
-            kind = endpoints.c.kind.in_(_literal_list("dispatched_kinds", DISPATCHED_KINDS))
-        else:
-            kind = sa.and_(
-                endpoints.c.kind == EndpointKind.PULL.value,
-                deliveries.c.endpoint_id.in_(list(pull)),
-            )
+    def _due(self, now: float) -> sa.Select[Any]:
+        """Due deliveries the dispatcher sends (endpoint_kind 'push': push and Kafka endpoints)."""
         return (
             sa.select(deliveries.c.id)
             .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
             .where(
                 # Inline literals, not bound parameters: under a generic plan (asyncpg prepares
-                # statements) PostgreSQL can only use the partial index ix_deliveries_due_active
-                # when the query names its statuses as constants.
+                # statements) PostgreSQL can only use the partial index ix_deliveries_due_push
+                # when the query names its statuses and kind as constants.
                 deliveries.c.status.in_(_literal_list("due_statuses", DUE_STATUSES)),
+                deliveries.c.endpoint_kind
+                == sa.bindparam("push", EndpointKind.PUSH.value, literal_execute=True),
                 deliveries.c.next_attempt_at <= now,
                 endpoints.c.status == EndpointStatus.ACTIVE.value,
                 endpoints.c.deleted_at.is_(None),
-                kind,
             )
         )
 
@@ -279,9 +285,9 @@ class Deliveries:
             ~before,
         )
 
-    def _candidates(self, now: float, limit: int, pull: str | None = None) -> sa.Select[Any]:
+    def _candidates(self, now: float, limit: int) -> sa.Select[Any]:
         pick = (
-            self._due(now, None if pull is None else [pull])
+            self._due(now)
             .add_columns(deliveries.c.endpoint_id)
             .where(self._head())
             .order_by(deliveries.c.next_attempt_at)
@@ -291,17 +297,31 @@ class Deliveries:
             pick = pick.with_for_update(of=deliveries, skip_locked=True)
         return pick
 
+    async def _pull_candidates(
+        self, conn: AsyncConnection, endpoint_id: str, now: float, limit: int, *, lock: bool
+    ) -> list[tuple[str, str]]:
+        """A consumer's claim candidates (storage/pull_claims.py); none unless the endpoint is
+        an active pull endpoint."""
+        params = {"endpoint": endpoint_id, "now": now, "limit": limit}
+        found = (await conn.execute(sa.text(pull_claims.ENDPOINT), params)).first()
+        if found is None:
+            return []
+        query = pull_claims.candidates(
+            found.ordering, found.on_head_dead, postgres=not self.db.is_sqlite, lock=lock
+        )
+        return [(r.id, r.endpoint_id) for r in await conn.execute(sa.text(query), params)]
+
     async def claimable(self, endpoint_ids: Sequence[str], now: float) -> set[str]:
+        """Which of these pull endpoints have a delivery to claim: one read, a candidate
+        query per endpoint (as cheap as a claim's)."""
         if not endpoint_ids:
             return set()
-        query = (
-            self._due(now, endpoint_ids)
-            .with_only_columns(deliveries.c.endpoint_id)
-            .where(self._head())
-            .distinct()
-        )
+        ready = set()
         async with self.db.read() as conn:
-            return {r.endpoint_id for r in await conn.execute(query)}
+            for endpoint_id in endpoint_ids:
+                if await self._pull_candidates(conn, endpoint_id, now, 1, lock=False):
+                    ready.add(endpoint_id)
+        return ready
 
     async def _lanes(
         self, conn: AsyncConnection, endpoint_ids: list[str], now: float
@@ -381,10 +401,12 @@ class Deliveries:
     ) -> list[Claimed]:
         lease_until = now + lease_seconds
         async with self.db.write() as conn:
-            candidates = [
-                (r.id, r.endpoint_id)
-                for r in await conn.execute(self._candidates(now, limit, endpoint_id))
-            ]
+            if endpoint_id is None:
+                picked = await conn.execute(self._candidates(now, limit))
+                candidates = [(r.id, r.endpoint_id) for r in picked]
+            else:
+                lock = not self.db.is_sqlite
+                candidates = await self._pull_candidates(conn, endpoint_id, now, limit, lock=lock)
             if not candidates:
                 return []
             endpoint_ids = sorted({e for _, e in candidates})
@@ -581,6 +603,20 @@ class Deliveries:
             .values(next_attempt_at=now + sa.func.random() * window)
         )
 
+    async def extend_lease(self, delivery_id: str, lease_until: float, extended: float) -> bool:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
+                    deliveries.c.lease_until == lease_until,
+                )
+                # the lease's end is when the delivery is due again (see the module's docstring)
+                .values(lease_until=extended, next_attempt_at=extended)
+            )
+        return bool(result.rowcount == 1)
+
     async def release_all_leases(self, now: float) -> int:
         """At start-up of the only process on the database: what it held is due now, and so
         is what its lanes deferred, their pacing started afresh (storage/lanes.py)."""
@@ -735,7 +771,7 @@ class Deliveries:
                 NewDelivery(new_id("delivery"), tenant_id, event_id, event_seq, e, key, by.get(e))
                 for e in endpoint_ids
             ]
-            await conn.execute(self._insert, delivery_rows(fresh, now))
+            await conn.execute(self._insert, await self._rows(conn, fresh, now))
             result = await conn.execute(
                 requeue(
                     now,
@@ -776,7 +812,7 @@ class Deliveries:
             NewDelivery(new_id("delivery"), tenant_id, event_id, seq, endpoint_id, key)
             for event_id, seq, key in batch
         ]
-        await conn.execute(self._insert, delivery_rows(fresh, now))
+        await conn.execute(self._insert, await self._rows(conn, fresh, now))
         result = await conn.execute(
             requeue(
                 now,

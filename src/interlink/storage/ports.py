@@ -149,7 +149,7 @@ class DeliveryQueue(Protocol):
 
     async def claimable(self, endpoint_ids: Sequence[str], now: float) -> set[str]:
         """Of these pull endpoints, those with a delivery a claim would consider now (due, and
-        its key's head on an ordered endpoint): one query, however many endpoints."""
+        its key's head on an ordered endpoint): one read, a candidate query per endpoint."""
         ...
 
     async def settle(self, batch: Sequence[Settled], now: float | None = None) -> list[LaneNotice]:
@@ -163,6 +163,11 @@ class DeliveryQueue(Protocol):
         """``settle`` of one delivery whose lease must still hold: if it does not (lapsed and
         claimed again, or settled already), nothing is recorded, not even the attempt, and
         False is returned. A pull consumer's ack or nack."""
+        ...
+
+    async def extend_lease(self, delivery_id: str, lease_until: float, extended: float) -> bool:
+        """Moves an in-flight delivery's lease from ``lease_until`` to ``extended`` (a slow
+        consumer's handler); False, and nothing changed, when that lease is no longer its."""
         ...
 
     async def release_all_leases(self, now: float) -> int: ...

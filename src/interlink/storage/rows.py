@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -33,7 +33,10 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-def delivery_rows(batch: Sequence[NewDelivery], now: float) -> list[dict[str, Any]]:
+def delivery_rows(
+    batch: Sequence[NewDelivery], now: float, pull: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """New deliveries' rows; ``pull``: which of their endpoints are pull endpoints."""
     return [
         {
             "id": d.id,
@@ -43,6 +46,8 @@ def delivery_rows(batch: Sequence[NewDelivery], now: float) -> list[dict[str, An
             "endpoint_id": d.endpoint_id,
             "key": d.key,
             "subscription_id": d.subscription_id,
+            # "push": the dispatcher sends it (push and Kafka endpoints); "pull": a consumer claims.
+            "endpoint_kind": "pull" if d.endpoint_id in pull else "push",
             "status": DeliveryStatus.PENDING.value,
             "attempt_count": 0,
             "next_attempt_at": now,

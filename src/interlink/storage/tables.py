@@ -12,7 +12,8 @@ metadata = sa.MetaData()
 
 Time = sa.Float(precision=53)
 
-_HEADS = "key IS NOT NULL AND status IN ('pending', 'scheduled', 'in_flight', 'dead')"
+_HEADS = "status IN ('pending', 'scheduled', 'in_flight', 'dead')"
+_DUE = "status IN ('pending', 'scheduled', 'in_flight')"
 
 tenants = sa.Table(
     "tenants",
@@ -182,6 +183,8 @@ deliveries = sa.Table(
     sa.Column("event_seq", sa.BigInteger, nullable=False),
     sa.Column("endpoint_id", sa.String(40), nullable=False),
     sa.Column("key", sa.String(300)),  # the event's ordering key
+    # its endpoint's kind ("push" or "pull"), which never changes: the claims' indexes split on it
+    sa.Column("endpoint_kind", sa.String(8), nullable=False, server_default="push"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempt_count", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", Time),
@@ -193,13 +196,22 @@ deliveries = sa.Table(
     # The subscription that routed it: its transformation shapes what is sent (0019).
     sa.Column("subscription_id", sa.String(40)),
     sa.UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+    # Due deliveries by kind (migration 0021): the dispatcher's claim reads push ones only, a
+    # consumer's claim its own pull endpoint's.
     sa.Index(
-        "ix_deliveries_due_active",
+        "ix_deliveries_due_push",
         "next_attempt_at",
-        sqlite_where=sa.text("status IN ('pending', 'scheduled', 'in_flight')"),
-        postgresql_where=sa.text("status IN ('pending', 'scheduled', 'in_flight')"),
+        sqlite_where=sa.text(f"{_DUE} AND endpoint_kind = 'push'"),
+        postgresql_where=sa.text(f"{_DUE} AND endpoint_kind = 'push'"),
     ),
-    # An ordered endpoint's heads: the lowest live event_seq of each key.
+    sa.Index(
+        "ix_deliveries_due_pull",
+        "endpoint_id",
+        "next_attempt_at",
+        sqlite_where=sa.text(f"{_DUE} AND endpoint_kind = 'pull'"),
+        postgresql_where=sa.text(f"{_DUE} AND endpoint_kind = 'pull'"),
+    ),
+    # Every live delivery by endpoint and key in log order: an ordered key's head is its first.
     sa.Index(
         "ix_deliveries_key_head",
         "endpoint_id",

@@ -1,7 +1,9 @@
 """The Python client of Interlink: ``AsyncInterlink`` (and the blocking ``Interlink``) for the
-management and publish APIs; ``interlink_client.outbox`` for the transactional outbox."""
+management, publish and consumer APIs; ``Consumer`` for pull consumers;
+``interlink_client.outbox`` for the transactional outbox."""
 
 from interlink_client.client import AsyncInterlink
+from interlink_client.consumer import Consumer, Hooks, Retry
 from interlink_client.errors import (
     ApiError,
     BadRequest,
@@ -21,6 +23,7 @@ from interlink_client.models import (
     EndpointCreated,
     Event,
     EventToPublish,
+    Message,
     Page,
     Published,
     PublishedBatch,
@@ -35,19 +38,23 @@ __all__ = [
     "AsyncInterlink",
     "BadRequest",
     "Conflict",
+    "Consumer",
     "Delivery",
     "Endpoint",
     "EndpointCreated",
     "Event",
     "EventToPublish",
     "Forbidden",
+    "Hooks",
     "Interlink",
     "InterlinkError",
+    "Message",
     "NotFound",
     "Page",
     "PayloadTooLarge",
     "Published",
     "PublishedBatch",
+    "Retry",
     "ServerError",
     "Source",
     "SourceCreated",

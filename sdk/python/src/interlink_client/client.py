@@ -16,13 +16,18 @@ import msgspec
 from interlink_client import operations as ops
 from interlink_client.errors import TransportError, api_error
 from interlink_client.models import (
+    Ack,
     Batch,
+    Claim,
     Delivery,
     Endpoint,
     EndpointChanges,
     EndpointCreated,
     Event,
     EventToPublish,
+    LeaseExtension,
+    Message,
+    Nack,
     NewEndpoint,
     NewSource,
     NewSubscription,
@@ -231,3 +236,41 @@ class AsyncInterlink:
 
     async def retry_delivery(self, delivery_id: str) -> Delivery:
         return await self.call(ops.RETRY_DELIVERY, {"delivery_id": delivery_id})
+
+    # pull consumers ---------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        endpoint_id: str,
+        *,
+        max: int | None = None,
+        lease_seconds: float | None = None,
+        wait_seconds: float | None = None,
+    ) -> list[Message]:
+        """Up to ``max`` deliveries of a pull endpoint, leased to you for ``lease_seconds``;
+        waits up to ``wait_seconds`` for the first (a long poll). :class:`Consumer` runs the
+        loop of claims and answers for you."""
+        body = Claim(max=max, lease_seconds=lease_seconds, wait_seconds=wait_seconds)
+        claims = await self.call(ops.CLAIM, {"endpoint_id": endpoint_id}, body=body)
+        return claims.data
+
+    async def ack(self, message: Message) -> Delivery:
+        """Settles a claimed delivery as handled; :class:`Conflict` when its lease is lost."""
+        body = Ack(lease_id=message.lease_id)
+        return await self.call(ops.ACK, {"delivery_id": message.delivery_id}, body=body)
+
+    async def nack(
+        self, message: Message, error: str | None = None, retry_after_seconds: float | None = None
+    ) -> Delivery:
+        """Fails a claimed delivery into its endpoint's retry schedule (no sooner than
+        ``retry_after_seconds``); dead after the last attempt."""
+        body = Nack(lease_id=message.lease_id, error=error, retry_after_seconds=retry_after_seconds)
+        return await self.call(ops.NACK, {"delivery_id": message.delivery_id}, body=body)
+
+    async def extend_lease(self, message: Message, lease_seconds: float) -> Message:
+        """The message's lease, ending ``lease_seconds`` from now instead; the message now
+        carries the new ``lease_id`` (answer under it). :class:`Conflict` when it is lost."""
+        body = LeaseExtension(lease_id=message.lease_id, lease_seconds=lease_seconds)
+        lease = await self.call(ops.EXTEND_LEASE, {"delivery_id": message.delivery_id}, body=body)
+        message.lease_id, message.lease_expires_at = lease.lease_id, lease.lease_expires_at
+        return message

@@ -115,6 +115,34 @@ class Delivery(_Out):
     last_error: str | None
 
 
+class Message(_Out):
+    """A claimed delivery of a pull endpoint, with its event: yours until ``lease_expires_at``;
+    answer it (ack or nack) under ``lease_id``."""
+
+    schema_name: ClassVar[str] = "ClaimedOut"
+    delivery_id: str
+    lease_id: str
+    lease_expires_at: str | None
+    attempt: int  # 1 on the first claim; a nack makes the next claim's 2
+    event_id: str
+    type: str
+    key: str | None
+    data: Any
+    occurred_at: str | None
+    received_at: str | None
+
+
+class Lease(_Out):
+    schema_name: ClassVar[str] = "LeaseOut"
+    lease_id: str
+    lease_expires_at: str | None
+
+
+class Claims(_Out):
+    schema_name: ClassVar[str] = "ClaimsOut"
+    data: list[Message]  # empty when none came within wait_seconds
+
+
 # sent ---------------------------------------------------------------------------------------
 
 
@@ -166,3 +194,24 @@ class EventToPublish(_In):
 
 class Batch(_In):
     events: list[EventToPublish]
+
+
+class Claim(_In):
+    max: int | None = None  # up to 100
+    lease_seconds: float | None = None
+    wait_seconds: float | None = None  # a long poll, up to 30 s
+
+
+class Ack(_In):
+    lease_id: str
+
+
+class Nack(_In):
+    lease_id: str
+    error: str | None = None
+    retry_after_seconds: float | None = None  # none: the endpoint's retry schedule
+
+
+class LeaseExtension(_In):
+    lease_id: str
+    lease_seconds: float | None = None

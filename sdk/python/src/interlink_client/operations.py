@@ -11,13 +11,19 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from interlink_client.models import (
+    Ack,
     Batch,
+    Claim,
+    Claims,
     Delivery,
     Endpoint,
     EndpointChanges,
     EndpointCreated,
     Event,
     EventToPublish,
+    Lease,
+    LeaseExtension,
+    Nack,
     NewEndpoint,
     NewSource,
     NewSubscription,
@@ -103,6 +109,13 @@ RETRY_DELIVERY = Operation[Delivery](
     "POST", "/api/v1/deliveries/{delivery_id}/retry", 202, Delivery
 )
 
+CLAIM = Operation[Claims]("POST", "/api/v1/endpoints/{endpoint_id}/claims", 200, Claims, Claim)
+ACK = Operation[Delivery]("POST", "/api/v1/deliveries/{delivery_id}/ack", 200, Delivery, Ack)
+EXTEND_LEASE = Operation[Lease](
+    "POST", "/api/v1/deliveries/{delivery_id}/lease", 200, Lease, LeaseExtension
+)
+NACK = Operation[Delivery]("POST", "/api/v1/deliveries/{delivery_id}/nack", 200, Delivery, Nack)
+
 OPERATIONS: tuple[Operation[Any], ...] = (
     LIST_SOURCES,
     CREATE_SOURCE,
@@ -124,4 +137,8 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     LIST_DELIVERIES,
     GET_DELIVERY,
     RETRY_DELIVERY,
+    CLAIM,
+    ACK,
+    NACK,
+    EXTEND_LEASE,
 )

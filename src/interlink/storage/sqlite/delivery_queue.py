@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import msgspec
 
 from interlink.domain.lanes import LanePolicy, LaneState, admit
-from interlink.domain.models import DISPATCHED_KINDS, EndpointKind
+from interlink.domain.models import EndpointKind
+from interlink.storage import pull_claims
 from interlink.storage.lanes import (
     DEFERRED,
     LIVE_LEASE,
@@ -38,10 +39,10 @@ from interlink.storage.sqlite.log_writer import INSERT_EVENT, event_values
 _DUE = ", ".join(f"'{s}'" for s in DUE_STATUSES)
 
 _INSERT = (
-    "INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, status,"
-    " attempt_count, next_attempt_at, created_at, updated_at, subscription_id) VALUES (:id,"
-    " :tenant_id, :event_id, :event_seq, :endpoint_id, :key, :status, :attempt_count,"
-    " :next_attempt_at, :created_at, :updated_at, :subscription_id)"
+    "INSERT INTO deliveries (id, tenant_id, event_id, event_seq, endpoint_id, key, endpoint_kind,"
+    " status, attempt_count, next_attempt_at, created_at, updated_at, subscription_id) VALUES"
+    " (:id, :tenant_id, :event_id, :event_seq, :endpoint_id, :key, :endpoint_kind, :status,"
+    " :attempt_count, :next_attempt_at, :created_at, :updated_at, :subscription_id)"
     " ON CONFLICT (event_id, endpoint_id) DO NOTHING"
 )
 _CURSOR = (
@@ -60,28 +61,18 @@ _HEAD = (
     " AND p.status IN ('pending', 'scheduled', 'in_flight', 'dead')"
     " AND (p.status <> 'dead' OR e.on_head_dead = 'wait')))"
 )
-# Due deliveries of active endpoints, earliest first (served by ix_deliveries_due_active).
-_ACTIVE_DUE = (
-    f" WHERE d.status IN ({_DUE}) AND d.next_attempt_at <= ?"
+# Due deliveries of active push endpoints, earliest first (served by ix_deliveries_due_push); a
+# pull endpoint's claim has its own query (storage/pull_claims.py).
+_PUSH_DUE = (
+    " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
+    f" WHERE d.status IN ({_DUE}) AND d.endpoint_kind = 'push' AND d.next_attempt_at <= ?"
     " AND e.status = 'active' AND e.deleted_at IS NULL"
 )
-# Whose deliveries: push and Kafka endpoints' (the dispatcher's), or some pull endpoints'
-# (a consumer's claim).
-_PUSH = " AND e.kind IN ({})".format(", ".join(f"'{k}'" for k in DISPATCHED_KINDS))
-_PULL = " AND e.kind = 'pull' AND d.endpoint_id IN ({})"
-_FROM = " FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
 _CANDIDATES = (
-    "SELECT d.id, d.endpoint_id"
-    + _FROM
-    + _ACTIVE_DUE
-    + "{scope}"
-    + _HEAD
-    + " ORDER BY d.next_attempt_at LIMIT ?"
+    "SELECT d.id, d.endpoint_id" + _PUSH_DUE + _HEAD + " ORDER BY d.next_attempt_at LIMIT ?"
 )
-_CLAIMABLE = "SELECT DISTINCT d.endpoint_id" + _FROM + _ACTIVE_DUE + _PULL + _HEAD
-_NEXT_DUE = (
-    "SELECT d.next_attempt_at" + _FROM + _ACTIVE_DUE + _PUSH + " ORDER BY d.next_attempt_at LIMIT 1"
-)
+_NEXT_DUE = "SELECT d.next_attempt_at" + _PUSH_DUE + " ORDER BY d.next_attempt_at LIMIT 1"
+_PULL_ENDPOINTS = "SELECT id FROM endpoints WHERE kind = 'pull' AND id IN ({})"
 _LANES = (
     "SELECT e.id, e.concurrency, e.rate_limit, e.timeout_seconds, e.disable_after_seconds,"
     " l.state, e.tenant_id, e.breaker"
@@ -111,6 +102,10 @@ _CLAIMED = (
 _LEASE = (
     "UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?, lease_until = ?,"
     " updated_at = ? WHERE id = ?"
+)
+_EXTEND = (
+    "UPDATE deliveries SET lease_until = ?, next_attempt_at = ?"
+    " WHERE id = ? AND status = 'in_flight' AND lease_until = ?"
 )
 _DEFER = (
     f"UPDATE deliveries SET next_attempt_at = ?, status = {UNLEASED_STATUS}, lease_until = NULL"
@@ -163,6 +158,19 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+def _pull_candidates(
+    conn: sqlite3.Connection, endpoint_id: str, now: float, limit: int
+) -> list[tuple[str, str]]:
+    """A consumer's claim candidates (storage/pull_claims.py); none unless the endpoint is an
+    active pull endpoint."""
+    params = {"endpoint": endpoint_id, "now": now, "limit": limit}
+    found = conn.execute(pull_claims.ENDPOINT, params).fetchone()
+    if found is None:
+        return []
+    query = pull_claims.candidates(found[0], found[1], postgres=False)
+    return [(r[0], r[1]) for r in conn.execute(query, params)]
+
+
 class SqliteDeliveryQueue:
     def __init__(self, driver: SqliteDriver, rng: random.Random | None = None) -> None:
         self._driver = driver
@@ -175,9 +183,11 @@ class SqliteDeliveryQueue:
         position: int,
         previous: int | None = None,
     ) -> None:
-        rows = delivery_rows(batch, time.time())
+        endpoint_ids = list({d.endpoint_id for d in batch})
 
         def write(conn: sqlite3.Connection) -> None:
+            pull = conn.execute(_PULL_ENDPOINTS.format(_marks(len(endpoint_ids))), endpoint_ids)
+            rows = delivery_rows(batch, time.time(), {r[0] for r in pull})
             if previous is None:
                 conn.execute(_CURSOR, (cursor, position))
             elif not conn.execute(_MOVE_CURSOR, (position, cursor, previous)).rowcount and not (
@@ -193,14 +203,12 @@ class SqliteDeliveryQueue:
         self, now: float, limit: int, lease_seconds: float, endpoint_id: str | None = None
     ) -> list[Claimed]:
         lease_until = now + lease_seconds
-        params: tuple[float | str | int, ...]
-        if endpoint_id is None:
-            pick, params = _CANDIDATES.format(scope=_PUSH), (now, limit)
-        else:
-            pick, params = _CANDIDATES.format(scope=_PULL.format("?")), (now, endpoint_id, limit)
 
         def claim(conn: sqlite3.Connection) -> list[Claimed]:
-            candidates = conn.execute(pick, params).fetchall()
+            if endpoint_id is None:
+                candidates = conn.execute(_CANDIDATES, (now, limit)).fetchall()
+            else:
+                candidates = _pull_candidates(conn, endpoint_id, now, limit)
             if not candidates:
                 return []
             endpoint_ids = list({r[1] for r in candidates})
@@ -298,6 +306,13 @@ class SqliteDeliveryQueue:
                 conn.execute(_DRAIN, (now, r.window(waiting), r.endpoint_id, now))
         return notices
 
+    async def extend_lease(self, delivery_id: str, lease_until: float, extended: float) -> bool:
+        def extend(conn: sqlite3.Connection) -> bool:
+            args = (extended, extended, delivery_id, lease_until)
+            return bool(conn.execute(_EXTEND, args).rowcount == 1)
+
+        return await self._driver.write(extend)
+
     async def release_all_leases(self, now: float) -> int:
         def release(conn: sqlite3.Connection) -> int:
             released = conn.execute(_RELEASE, {"now": now}).rowcount
@@ -308,11 +323,10 @@ class SqliteDeliveryQueue:
         return await self._driver.write(release)
 
     async def claimable(self, endpoint_ids: Sequence[str], now: float) -> set[str]:
-        if not endpoint_ids:
-            return set()
-        query = _CLAIMABLE.format(_marks(len(endpoint_ids)))
-        rows = await self._driver.read(lambda c: c.execute(query, (now, *endpoint_ids)).fetchall())
-        return {r[0] for r in rows}
+        def probe(conn: sqlite3.Connection) -> set[str]:
+            return {e for e in endpoint_ids if _pull_candidates(conn, e, now, 1)}
+
+        return await self._driver.read(probe) if endpoint_ids else set()
 
     async def next_due_at(self) -> float | None:
         row = await self._driver.read(lambda c: c.execute(_NEXT_DUE, (float("inf"),)).fetchone())
