@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo up test test-postgres lint typecheck bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka bench-filters bench-pull clean
+.PHONY: demo up test test-postgres lint typecheck screenshots bench bench-smoke bench-lanes bench-publish bench-outbox bench-kafka bench-filters bench-pull clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Interlink needs Python 3.11 or newer")'
@@ -59,6 +59,9 @@ test-postgres: $(STAMP)
 
 # The benchmark (docs/benchmarks.md): Interlink against a FastAPI + Celery + Redis baseline on
 # loopback, both measured in the same run; installs Debian's redis-server if it is missing.
+screenshots: $(STAMP)  ## retake docs/console/'s screenshots with the browser test (needs Chromium)
+	INTERLINK_UPDATE_SCREENSHOTS=1 $(PYTEST) -n 0 tests/e2e/test_console.py
+
 bench: $(BENCH_STAMP)  ## the full benchmark (about 10 minutes): prints the table
 	$(BIN)/python -m bench.run
 
