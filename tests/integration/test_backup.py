@@ -10,14 +10,15 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from tests.canary import Sweep
 from tests.integration.conftest import (
     Harness,
+    Receiver,
     database_backend,
     eventually,
     running,
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 RATE = 500.0  # events a second while the backup is taken
+T = TypeVar("T")
 
 
 async def stream(h: Harness, source: str, secret: str, acked: list[tuple[str, float]]) -> None:
@@ -60,6 +62,31 @@ async def stream(h: Harness, source: str, secret: str, acked: list[tuple[str, fl
             group.create_task(sender(first))
 
 
+async def under_load(
+    h: Harness, receiver: Receiver, take: Callable[[], T], rate_limit: int = 150
+) -> tuple[T, float, list[tuple[str, float]]]:
+    """``take`` (a backup, run in a thread) 1.5 s into a stream of events at RATE to an endpoint
+    that takes ``rate_limit`` a second (so deliveries are still owed): what it returned, when
+    it began, and every event acknowledged with when."""
+    key = await h.tenant()
+    source, secret = await make_source(h, key)
+    limited = {"url": receiver.url, "rate_limit": {"rate": rate_limit, "per": "second"}}
+    ep = await h.post(key, "/api/v1/endpoints", limited)
+    receiver.secret = ep["secret"]
+    subscription = {"endpoint_id": ep["endpoint"]["id"], "event_types": ["*"]}
+    await h.post(key, "/api/v1/subscriptions", subscription)
+    acked: list[tuple[str, float]] = []
+    streaming = asyncio.create_task(stream(h, source, secret, acked))
+    await asyncio.sleep(1.5)
+    began = time.time()
+    taken = await asyncio.to_thread(take)  # while events keep arriving
+    await asyncio.sleep(0.5)
+    streaming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await streaming
+    return taken, began, acked
+
+
 def _rows(path: Path, query: str) -> set[str]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return {row[0] for row in conn.execute(query)}
@@ -76,23 +103,8 @@ async def test_a_backup_under_load_restores_acknowledged_events_and_resumes_deli
     monkeypatch.chdir(tmp_path)  # the secrets key file (.interlink/) is shared by both
     live, restored, copy = tmp_path / "live.db", tmp_path / "restored.db", tmp_path / "b.db"
     receiver = await receiver_factory()
-    acked: list[tuple[str, float]] = []
     async with running(settings_for(tmp_path, database_url=f"sqlite:///{live}"), canary) as h:
-        key = await h.tenant()
-        source, secret = await make_source(h, key)
-        limited = {"url": receiver.url, "rate_limit": {"rate": 150, "per": "second"}}
-        ep = await h.post(key, "/api/v1/endpoints", limited)
-        receiver.secret = ep["secret"]
-        subscription = {"endpoint_id": ep["endpoint"]["id"], "event_types": ["*"]}
-        await h.post(key, "/api/v1/subscriptions", subscription)
-        streaming = asyncio.create_task(stream(h, source, secret, acked))
-        await asyncio.sleep(1.5)
-        began = time.time()
-        done = await asyncio.to_thread(backup, live, copy)  # while events keep arriving
-        await asyncio.sleep(0.5)
-        streaming.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await streaming
+        done, began, acked = await under_load(h, receiver, lambda: backup(live, copy))
     before = {event_id for event_id, at in acked if at < began}
     in_backup = _rows(copy, "SELECT id FROM events")
     delivered = _rows(copy, "SELECT event_id FROM deliveries WHERE status = 'succeeded'")

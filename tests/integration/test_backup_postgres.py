@@ -5,10 +5,9 @@ SQLite's backup (tests/integration/test_backup.py). Runs under INTERLINK_TEST_BA
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from tests.integration.conftest import (
     running,
     settings_for,
 )
-from tests.integration.test_backup import stream
-from tests.integration.test_ingest import make_source
+from tests.integration.test_backup import under_load
 
 pytestmark = pytest.mark.skipif(
     database_backend() != "postgres", reason="PostgreSQL's backup (SQLite: test_backup.py)"
@@ -58,24 +56,10 @@ async def test_a_pg_dump_under_load_restores_acknowledged_events_and_resumes_del
     live = os.environ[_DATABASE_URL_ENV]  # the owner's URL of this test's fresh database
     copy = tmp_path / "interlink.dump"
     receiver = await receiver_factory()
-    acked: list[tuple[str, float]] = []
     async with running(settings_for(tmp_path), canary) as h:
-        key = await h.tenant()
-        source, secret = await make_source(h, key)
-        limited = {"url": receiver.url, "rate_limit": {"rate": 100, "per": "second"}}
-        ep = await h.post(key, "/api/v1/endpoints", limited)
-        receiver.secret = ep["secret"]
-        subscription = {"endpoint_id": ep["endpoint"]["id"], "event_types": ["*"]}
-        await h.post(key, "/api/v1/subscriptions", subscription)
-        streaming = asyncio.create_task(stream(h, source, secret, acked))
-        await asyncio.sleep(1.5)
-        began = time.time()
-        dumped = await asyncio.to_thread(_script, "backup", live, str(copy))
+        take = functools.partial(_script, "backup", live, str(copy))
+        dumped, began, acked = await under_load(h, receiver, take, rate_limit=100)
         assert dumped.returncode == 0, dumped.stderr
-        await asyncio.sleep(0.5)
-        streaming.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await streaming
     assert _script("backup", live, str(copy)).returncode == 1  # never overwrites
 
     target = create_database(postgres_url)
