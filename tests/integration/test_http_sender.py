@@ -462,3 +462,69 @@ async def test_start_and_close_are_idempotent() -> None:
     await sender.start()
     await sender.close()
     await sender.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+
+
+async def _listen(servers: Servers, handle: Callable[..., Awaitable[None]]) -> str:
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        servers._track()
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                await handle(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    servers._servers.append(server)
+    return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+
+
+async def test_a_stale_pooled_connection_is_not_an_attempt(
+    servers: Servers, sender: HttpSender
+) -> None:
+    """The receiver hangs up a kept-alive connection as the next request arrives on it (a
+    server closing idle connections, its close crossing the request): the request is sent again
+    at once on a fresh connection, and the attempt is the fresh one's answer."""
+    seen = {"connections": 0, "answered": 0}
+
+    async def keep_alive_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["connections"] += 1
+        await _read_request(reader)
+        seen["answered"] += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read(1)  # the next request on this connection: hang up, unanswered
+
+    url = await _listen(servers, keep_alive_once)
+    first = await sender.send(url, BODY, HEADERS, timeout=2.0)
+    second = await sender.send(url, BODY, HEADERS, timeout=2.0)
+
+    assert first.outcome is AttemptOutcome.SUCCEEDED, first
+    assert second.outcome is AttemptOutcome.SUCCEEDED, second
+    assert seen == {"connections": 2, "answered": 2}
+
+
+async def test_a_fresh_connection_closed_unanswered_is_an_attempt_and_not_retried(
+    servers: Servers, sender: HttpSender
+) -> None:
+    seen = {"connections": 0}
+
+    async def hang_up_after_reading(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        seen["connections"] += 1
+        await _read_request(reader)
+
+    url = await _listen(servers, hang_up_after_reading)
+    result = await sender.send(url, BODY, HEADERS, timeout=2.0)
+
+    assert result.outcome is AttemptOutcome.ERROR
+    assert result.error == "the server closed the connection without a response"
+    assert seen == {"connections": 1}

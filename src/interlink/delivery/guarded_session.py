@@ -34,8 +34,10 @@ class GuardedSession:
         user_agent: str,
         headers: Mapping[str, str] | None = None,
         name_service: AbstractResolver | None = None,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self.policy = policy
+        self._trace_configs = trace_configs
         self._max_connections = max_connections
         self._headers = {"User-Agent": user_agent, **(headers or {})}
         self._name_service = name_service  # None: the system's; the guard filters either
@@ -57,6 +59,7 @@ class GuardedSession:
                 # Cookies set by one host must never be replayed to it or to another tenant's.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 raise_for_status=False,
+                trace_configs=self._trace_configs,
             )
         return self._session
 

@@ -20,6 +20,32 @@ __all__ = ["HttpSender"]
 
 _READ_CHUNK = 1024
 _CHECKED_URLS = 10_000  # endpoint URLs are configuration: few, so the memo stays small
+# A pooled keep-alive connection the receiver closed while it sat idle (uvicorn closes them after
+# 5 s) fails as soon as it is written to: the request never reached an application. Such a
+# failure on a reused connection is sent again at once, on another connection, and is not an
+# attempt; a pool can hold several stale ones, hence more than one try.
+_STALE_TRIES = 3
+_STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+def _reuse_tracer() -> aiohttp.TraceConfig:
+    """Marks a request's trace context when aiohttp hands it a pooled connection."""
+
+    async def reused(_: object, context: object, __: object) -> None:
+        context.trace_request_ctx["reused"] = True  # type: ignore[attr-defined]
+
+    config = aiohttp.TraceConfig()
+    config.on_connection_reuseconn.append(reused)
+    return config
+
+
+def _stale(exc: BaseException, probe: dict[str, bool]) -> bool:
+    # A failure to connect is the receiver's, whatever the pool held: never retried here.
+    return (
+        probe["reused"]
+        and isinstance(exc, _STALE)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+    )
 
 
 class HttpSender:
@@ -44,6 +70,7 @@ class HttpSender:
             # a way to make a small response expand into a large one.
             headers={"Accept-Encoding": "identity"},
             name_service=name_service,
+            trace_configs=[_reuse_tracer()],
         )
         self._excerpt_bytes = response_excerpt_bytes
         self._connect_timeout = connect_timeout
@@ -119,13 +146,21 @@ class HttpSender:
 
         try:
             async with asyncio.timeout_at(deadline):
-                response = await session.post(
-                    target,
-                    data=body,
-                    headers=request_headers,
-                    allow_redirects=False,
-                    timeout=client_timeout,
-                )
+                for tries_left in range(_STALE_TRIES - 1, -1, -1):
+                    probe = {"reused": False}
+                    try:
+                        response = await session.post(
+                            target,
+                            data=body,
+                            headers=request_headers,
+                            allow_redirects=False,
+                            timeout=client_timeout,
+                            trace_request_ctx=probe,
+                        )
+                        break
+                    except _STALE as exc:
+                        if not (tries_left and _stale(exc, probe)):
+                            raise
         except BlockedDestination as exc:
             return error(str(exc))
         except aiohttp.ConnectionTimeoutError:
