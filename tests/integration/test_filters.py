@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from tests.integration.conftest import Harness, eventually, signed
+
+from interlink.storage.tables import events
+from interlink.storage.tenancy import system_scope
 
 
 async def wire(h: Harness, key: str, url: str) -> tuple[str, str, str, str]:
@@ -227,6 +231,9 @@ async def test_replay_goes_where_routing_would_and_transforms(
     source, secret, ep_id, receiver.secret = await wire(h, key, receiver.url)
     await send(h, source, secret, "r1", {"amount": 5}, "payment.succeeded")
     await send(h, source, secret, "r2", {"amount": 5000}, "payment.succeeded")
+    # Routed (to nothing) before the subscription exists: else the router, if it came after,
+    # would deliver the big one itself and the replay would find it sent already.
+    await eventually(lambda: routed_all(h))
     listed = (await h.get(key, "/api/v1/events")).json()["data"]
     by_amount = {json_amount(e): e["id"] for e in listed}
     await h.post(
@@ -244,6 +251,13 @@ async def test_replay_goes_where_routing_would_and_transforms(
         assert r.status_code == 202 and r.json()["queued"] == queued, r.text
     await eventually(lambda: len(receiver.received) == 1)
     assert receiver.received[0][1]["data"] == {"big": 5000}
+
+
+async def routed_all(h: Harness) -> bool:
+    with system_scope("test: the log's head"):
+        async with h.system.db.read() as conn:
+            head = (await conn.execute(sa.select(sa.func.max(events.c.seq)))).scalar() or 0
+        return await h.system.events.position("router") >= head
 
 
 def json_amount(event: dict[str, Any]) -> int:
