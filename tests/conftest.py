@@ -127,19 +127,23 @@ def drop_database(server_url: str, url: str) -> None:
     _run(_drop_database, server_url, name)
 
 
+def service_unavailable(message: str) -> None:
+    """A test's real service is missing: a clean skip on a laptop, a failure in CI."""
+    if in_ci():
+        pytest.fail(message + " CI=true: a missing service fails the build.", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The URL of the test server (from INTERLINK_TEST_POSTGRES_URL), checked once per session."""
     url = os.environ.get(POSTGRES_URL_ENV, "").strip()
 
     def unavailable(why: str) -> None:
-        message = (
+        service_unavailable(
             f"PostgreSQL not available: {why}. Start one with "
             f"`bash scripts/postgres.sh install start setup` and set {POSTGRES_URL_ENV}."
         )
-        if in_ci():
-            pytest.fail(message + " CI=true: a missing service fails the build.", pytrace=False)
-        pytest.skip(message)
 
     if not url:
         unavailable(f"{POSTGRES_URL_ENV} is not set")

@@ -8,14 +8,13 @@ the browser tests skip, unless ``CI=true``, where a missing browser is a failure
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.async_api import BrowserContext, Page, Route, async_playwright
+from tests.conftest import service_unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -56,10 +55,7 @@ class OfflineBrowser:
 
 def require_chromium() -> None:
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: bash scripts/chromium.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        service_unavailable(f"{CHROMIUM} is missing: bash scripts/chromium.sh")
 
 
 async def offline_browser() -> AsyncIterator[OfflineBrowser]:

@@ -85,8 +85,4 @@ def matches(tenant_id: str, path: tuple[str, ...], value_digest: str, data: byte
     return digest(tenant_id, found) == value_digest
 
 
-class _Missing:
-    pass
-
-
-_MISSING: Any = _Missing()
+_MISSING: Any = object()  # what value_at returns where the path leads nowhere
