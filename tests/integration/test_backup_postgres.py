@@ -56,7 +56,11 @@ async def test_a_pg_dump_under_load_restores_acknowledged_events_and_resumes_del
     live = os.environ[_DATABASE_URL_ENV]  # the owner's URL of this test's fresh database
     copy = tmp_path / "interlink.dump"
     receiver = await receiver_factory()
-    async with running(settings_for(tmp_path), canary) as h:
+    # On PostgreSQL no start-up releases leases (other processes may share the database): a
+    # delivery in flight when the dump was taken is sent again from the restored database once
+    # its lease lapses, here 2 s after it was taken rather than the default 120 s.
+    leased = settings_for(tmp_path, delivery_lease_seconds=2.0)
+    async with running(leased, canary) as h:
         take = functools.partial(_script, "backup", live, str(copy))
         dumped, began, acked = await under_load(h, receiver, take, rate_limit=100)
         assert dumped.returncode == 0, dumped.stderr
